@@ -97,7 +97,9 @@ def ingest_batch(
         for message_id in stored_fingerprints:
             repeats.append(valid.pop(message_id))
         fingerprints = dict(stored_fingerprints)
-        fingerprints.update((mid, message.fingerprint) for mid, (_, message) in valid.items())
+        for _, message in repeats:
+            if message.message_id in valid and message.message_id not in fingerprints:
+                fingerprints[message.message_id] = fingerprint(valid[message.message_id][1].value)
 
         _insert_messages(connection, [message for _, message in valid.values()], source, received_at)
         result.stored = len(valid)
@@ -235,7 +237,7 @@ def _record_conflicts(
     conflicts = [
         (message.message_id, source, location, received_at, message.payload)
         for location, message in repeats
-        if fingerprints.get(message.message_id) != message.fingerprint
+        if fingerprints.get(message.message_id) != fingerprint(message.value)
     ]
     connection.executemany(
         "INSERT INTO duplicate_conflicts (message_id, source, location, received_at, payload)"

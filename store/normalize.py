@@ -59,8 +59,8 @@ class Normalized:
     time_field: str
     team_id: str | None
     payload: str
-    # Canonical JSON without delivery fields, to tell a redelivery from a reused messageId.
-    fingerprint: bytes
+    # The message as received; `fingerprint(value)` tells a redelivery from a reused messageId.
+    value: dict
     user_traits: dict | None
     account_traits: dict | None
 
@@ -143,7 +143,7 @@ def normalize(value: object, received_at: int, max_bytes: int) -> Normalized | R
         time_field=time_field,
         team_id=_identifier(properties.get("team_id")),
         payload=payload,
-        fingerprint=fingerprint(value),
+        value=value,
         user_traits=_user_traits(message_type, value, context),
         account_traits=_dict_or_none(value.get("traits")) if message_type == "group" else None,
     )
