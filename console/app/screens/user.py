@@ -1,0 +1,202 @@
+"""The user screen: traits, account, segments with their explanations, transitions and events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from console.app.widgets.explanation import verdicts_text
+from console.app.widgets.text import clean, moment, number, plain
+from store import segments as seg
+from store.engine import Verdict, explain_user
+from store.queries import user_detail, user_events, user_transitions
+
+if TYPE_CHECKING:
+    from console.app.app import SegopsApp
+
+EVENT_LIMIT = 50
+
+
+class ExplanationLoaded(Message):
+    """The user's verdicts at `t`, computed on a worker thread; None for a user unknown at `t`."""
+
+    def __init__(self, t: int, verdicts: dict[str, Verdict] | None) -> None:
+        super().__init__()
+        self.t = t
+        self.verdicts = verdicts
+
+
+def trait_value(value: object) -> str:
+    """Format a trait value: strings as they are, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+def event_label(event: dict) -> str:
+    """Name an event for the timeline: the track event, or the page or screen name."""
+    if event["event"]:
+        return event["event"]
+    if event["type"] in ("page", "screen"):
+        try:
+            name = orjson.loads(event["payload"]).get("name")
+        except (orjson.JSONDecodeError, AttributeError):
+            name = None
+        if isinstance(name, str):
+            return name
+    return ""
+
+
+class UserScreen(Screen):
+    """One user. `a` opens the user's account."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="user.back"),
+        Binding("a", "open_account", "Account", id="user.account"),
+    ]
+
+    app: SegopsApp
+
+    def __init__(self, user_id: str, crumbs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.user_id = user_id
+        self.crumbs = (*crumbs, user_id)
+        self.sub_title = " › ".join(clean(crumb) for crumb in self.crumbs)
+        self.account_id: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="user-summary", classes="summary")
+        with Horizontal(classes="row"):
+            with Vertical(classes="pane narrow") as pane:
+                pane.border_title = "Traits"
+                yield DataTable(id="traits", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="explanations", classes="pane wide") as pane:
+                pane.border_title = "Segments, explained at now"
+                yield Static(Text("evaluating…", style="dim"), id="explanation")
+        with Horizontal(classes="row"):
+            with Vertical(classes="pane") as pane:
+                pane.border_title = "Transitions"
+                yield DataTable(id="transitions", cursor_type="row", zebra_stripes=True)
+            with Vertical(classes="pane") as pane:
+                pane.border_title = f"Last {EVENT_LIMIT} events"
+                yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        # Indexed and limited queries, fast enough for the UI thread; the explanation is not.
+        connection = self.app.db.conn
+        detail = user_detail(connection, self.user_id)
+        if detail is None:
+            self.query_one("#user-summary", Static).update(Text.assemble(
+                ("unknown user ", "bold red"), plain(self.user_id), (": no message in the cache names it", "dim")))
+            self.query_one("#explanation", Static).update("")
+            return
+        self._show_summary(detail)
+        self._show_traits(detail["traits"])
+        self._show_transitions(user_transitions(connection, self.user_id))
+        self._show_events(user_events(connection, self.user_id, limit=EVENT_LIMIT))
+        self.explain(self.app.clock())
+
+    def _show_summary(self, detail: dict) -> None:
+        facts = detail["facts"] or {}
+        self.account_id = facts.get("account_id")
+        summary = Text(end="")
+        summary.append_text(plain(self.user_id, style="bold"))
+        if facts.get("name"):
+            summary.append("  ")
+            summary.append_text(plain(facts["name"]))
+        if facts.get("email"):
+            summary.append("  ")
+            summary.append_text(plain(facts["email"], style="underline"))
+        summary.append("\nlifecycle ", style="dim")
+        summary.append(facts.get("lifecycle") or "not evaluated yet", style="bold")
+        summary.append("  │  account ", style="dim")
+        if self.account_id:
+            summary.append_text(plain(self.account_id, style="bold"))
+            summary.append(" (a opens it)", style="dim")
+        else:
+            summary.append("none", style="dim")
+        summary.append("  │  in ", style="dim")
+        summary.append(", ".join(detail["segments"]) or "no segment")
+        for line in (
+            (("signed up", moment(facts.get("signup_at"))),
+             ("activated", moment(facts.get("activated_at"))),
+             ("last active", moment(facts.get("last_active_at"))),
+             ("cancelled", moment(facts.get("cancelled_at")))),
+            (("active days in 30d", number(facts.get("active_days_30"))),
+             ("core features in 30d", number(facts.get("features_30"))),
+             ("usage score", number(facts.get("usage_score"))),
+             ("latest NPS", number(facts.get("nps")))),
+        ):
+            summary.append("\n")
+            for index, (label, value) in enumerate(line):
+                if index:
+                    summary.append("  │  ", style="dim")
+                summary.append(f"{label} ", style="dim")
+                summary.append(value or "–")
+        self.query_one("#user-summary", Static).update(summary)
+
+    def _show_traits(self, traits: dict[str, object]) -> None:
+        table = self.query_one("#traits", DataTable)
+        table.add_column("Trait", key="key")
+        table.add_column("Value", key="value")
+        for key, value in sorted(traits.items()):
+            table.add_row(plain(key, style="bold"), plain(trait_value(value)))
+        if not traits:
+            table.add_row(Text("no traits", style="dim"), "")
+
+    def _show_transitions(self, transitions: list[dict]) -> None:
+        table = self.query_one("#transitions", DataTable)
+        for key, label in (("at", "At"), ("segment", "Segment"), ("change", "Change"), ("reason", "Reason")):
+            table.add_column(label, key=key)
+        for transition in transitions:
+            entered = transition["entered"]
+            table.add_row(
+                moment(transition["at"]),
+                plain(transition["segment"]),
+                Text("entered" if entered else "left", style="green" if entered else "red"),
+                plain(transition["reason"]),
+            )
+
+    def _show_events(self, events: list[dict]) -> None:
+        table = self.query_one("#events", DataTable)
+        for key, label in (("time", "Time (UTC)"), ("type", "Type"), ("event", "Event")):
+            table.add_column(label, key=key)
+        for event in events:
+            table.add_row(moment(event["event_time"]), plain(event["type"]), plain(event_label(event)))
+
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
+    def explain(self, t: int) -> None:
+        # explain_user reads every user's facts, because the Power Users threshold depends on them all.
+        with self.app.reader() as connection:
+            verdicts = explain_user(connection, self.app.settings, t, self.user_id)
+        self.post_message(ExplanationLoaded(t, verdicts))
+
+    def on_explanation_loaded(self, message: ExplanationLoaded) -> None:
+        pane = self.query_one("#explanations")
+        pane.border_title = f"Segments, explained at {moment(message.t)} UTC"
+        if message.verdicts is None:
+            text = Text("no facts for this user at that time", style="dim")
+        else:
+            order = [definition.name for definition in seg.ALL_SEGMENTS if definition.entity == "user"]
+            text = verdicts_text(message.verdicts, order)
+        self.query_one("#explanation", Static).update(text)
+
+    def action_open_account(self) -> None:
+        if self.account_id is None:
+            self.notify("This user is linked to no account.", severity="warning")
+            return
+        self.app.open_account(self.account_id, self.crumbs)

@@ -1,0 +1,128 @@
+"""The dashboard's status line: source, last sync and its result, lag, and cache counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from console.app.widgets.text import age, clean, moment, number
+from console.sync import SyncReport
+from store.queries import CacheStatus, lag_ms
+
+
+@dataclass
+class SyncState:
+    """What the app knows about its own sync worker. Times are epoch ms of the app's clock."""
+
+    # The source's URL without credentials, or None when the console only reads the cache.
+    source: str | None
+    running: bool = False
+    pages: int = 0
+    read: int = 0
+    finished_at: int | None = None
+    report: SyncReport | None = None
+    error: str | None = None
+    failed_at: int | None = None
+    retry_at: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the latest sync attempt of this app failed."""
+        return self.error is not None
+
+
+def feed_is_stale(state: SyncState, status: CacheStatus | None) -> bool:
+    """Return whether the populations on screen may be out of date: the latest sync failed.
+
+    Before the app's first sync ends, the latest attempt stored in the cache decides.
+    """
+    if state.failed:
+        return True
+    if state.finished_at is not None or status is None or not status.sources:
+        return False
+    return status.sources[0].last_error is not None
+
+
+class StatusLine(Static):
+    """Two lines at the bottom of the dashboard, refreshed by `show` every second."""
+
+    def show(self, state: SyncState, status: CacheStatus | None, now: int) -> None:
+        """Render the status from the app's sync state and the latest cache status."""
+        self.update(Text("\n").join([self._sync_line(state, status, now), self._cache_line(status, now)]))
+
+    def _sync_line(self, state: SyncState, status: CacheStatus | None, now: int) -> Text:
+        line = Text(no_wrap=False, end="")
+        line.append("source ", style="dim")
+        if state.source is None:
+            line.append("no source configured", style="yellow")
+            line.append(" (reading the cache only)", style="dim")
+        else:
+            line.append(clean(state.source), style="bold")
+        line.append("  │  ", style="dim")
+
+        if state.failed:
+            line.append("last sync failed", style="bold red")
+            line.append(f" {moment(state.failed_at)} ({age(now - state.failed_at)} ago): ", style="red")
+            line.append(clean(state.error), style="red")
+            if state.retry_at is not None and not state.running:
+                line.append(f"  retry in {age(max(0, state.retry_at - now))}", style="dim")
+        elif state.report is not None:
+            report = state.report
+            result = report.result
+            line.append("last sync ", style="dim")
+            line.append(f"{moment(state.finished_at)} ({age(now - state.finished_at)} ago)")
+            line.append(" ok: ", style="green")
+            line.append(
+                f"{report.pages:,} pages, {result.read:,} read, {result.stored:,} new,"
+                f" {result.duplicates:,} duplicates, {result.quarantined:,} quarantined"
+                f" in {report.seconds:.1f} s"
+            )
+        else:
+            line.append_text(self._stored_sync(status, now))
+        return line
+
+    @staticmethod
+    def _stored_sync(status: CacheStatus | None, now: int) -> Text:
+        """Describe the latest sync recorded in the cache, by this app or by `segops sync`."""
+        if status is None:
+            return Text("reading the cache…", style="dim")
+        if not status.sources:
+            return Text("never synced", style="dim")
+        source = status.sources[0]
+        text = Text()
+        if source.last_error is not None:
+            text.append("last sync failed", style="bold red")
+            text.append(f" {moment(source.last_attempt_at)} ({clean(source.name)}): ", style="red")
+            text.append(clean(source.last_error), style="red")
+        elif source.last_success_at is not None:
+            text.append("last sync ", style="dim")
+            text.append(f"{moment(source.last_success_at)} ({age(now - source.last_success_at)} ago)")
+            text.append(f" from {clean(source.name)}", style="dim")
+        else:
+            text.append("never synced", style="dim")
+        return text
+
+    @staticmethod
+    def _cache_line(status: CacheStatus | None, now: int) -> Text:
+        line = Text(end="")
+        if status is None:
+            return line
+        lag = lag_ms(status, now)
+        line.append("lag ", style="dim")
+        line.append("no messages yet" if lag is None else age(lag))
+        for label, count in (
+            ("messages cached", status.messages),
+            ("quarantined", status.quarantined),
+            ("duplicates", status.duplicates),
+        ):
+            line.append("  │  ", style="dim")
+            style = "yellow" if label == "quarantined" and count else ""
+            line.append(number(count), style=style or "bold")
+            line.append(f" {label}", style="dim")
+        if status.evaluated_at is not None:
+            line.append("  │  ", style="dim")
+            line.append("segments evaluated ", style="dim")
+            line.append(moment(status.evaluated_at))
+        return line
