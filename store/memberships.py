@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 import sqlite_utils
 
 from store import segments as seg
 from store.engine import Evaluation, Verdict, evaluate, evaluate_user, expansion_ready
-from store.settings import Settings
+from store.settings import DAY_MS, Settings
 from store.timeparse import now_ms
 
 
@@ -43,6 +44,8 @@ def record(
     t = evaluation.t
     connection.execute("BEGIN IMMEDIATE")
     try:
+        # The first evaluation of a cache records no transitions: nobody entered, they were found.
+        first = connection.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 0
         previous: dict[str, dict[str, int]] = {}
         for segment, entity_id, since in connection.execute("SELECT segment, entity_id, since FROM memberships"):
             previous.setdefault(segment, {})[entity_id] = since
@@ -55,13 +58,15 @@ def record(
             current = set(now_members)
             for entity_id in now_members:
                 rows.append((definition.name, entity_id, before.get(entity_id, t)))
-                if entity_id not in before:
+                if entity_id not in before and not first:
                     verdict = _verdict(evaluation, definition.name, entity_id)
                     transitions.append((definition.name, entity_id, 1, t, _reason(verdict, entered=True)))
             for entity_id in before.keys() - current:
                 verdict = _verdict(evaluation, definition.name, entity_id)
                 transitions.append((definition.name, entity_id, 0, t, _reason(verdict, entered=False)))
 
+        if first:
+            transitions = []
         connection.execute("DELETE FROM memberships")
         connection.executemany("INSERT INTO memberships (segment, entity_id, since) VALUES (?, ?, ?)", rows)
         connection.executemany(
@@ -83,6 +88,39 @@ def record(
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def backfill(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    days: int,
+    now: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Evaluate at the end of each of the last `days` UTC days before `now`, oldest first, storing
+    each evaluation (snapshot, memberships and transitions) as if a sync had run then.
+
+    Days already covered by a snapshot are skipped. `progress(done, total)` follows each day.
+    Returns the number of days evaluated.
+    """
+    now = now_ms() if now is None else now
+    today = now - now % DAY_MS
+    ends = [today - (offset - 1) * DAY_MS - 1 for offset in range(days, 0, -1)]
+    covered = {
+        day for (day,) in db.conn.execute(
+            "SELECT DISTINCT taken_at / ? FROM snapshots WHERE stale = 0", (DAY_MS,)
+        )
+    }
+    pending = [end for end in ends if end // DAY_MS not in covered]
+    latest = db.conn.execute("SELECT MAX(evaluated_at) FROM evaluations").fetchone()[0]
+    if latest is not None:
+        # Transitions must move forward in time: never replay days before the latest evaluation.
+        pending = [end for end in pending if end > latest]
+    for done, end in enumerate(pending, 1):
+        refresh(db, settings, end)
+        if progress is not None:
+            progress(done, len(pending))
+    return len(pending)
 
 
 def _verdict(evaluation: Evaluation, segment: str, entity_id: str) -> Verdict | None:

@@ -88,19 +88,20 @@ class MemberPage:
     after: tuple | None
 
 
-def segment_rows(connection: sqlite3.Connection, history_points: int = 30) -> list[SegmentRow]:
-    """Return every seed segment with its population from the latest snapshot and its trend."""
+def segment_rows(connection: sqlite3.Connection, history_days: int = 30) -> list[SegmentRow]:
+    """Return every seed segment with its population from the latest snapshot and its trend.
+
+    `history` has one point per UTC day (the day's last snapshot that is not stale) over the last
+    `history_days` days, ending with the latest snapshot.
+    """
     latest = connection.execute("SELECT MAX(taken_at) FROM snapshots").fetchone()[0]
     rows = []
     for definition in seg.ALL_SEGMENTS:
-        history = [
-            (taken_at, population, stale)
-            for taken_at, population, stale in reversed(connection.execute(
-                "SELECT taken_at, population, stale FROM snapshots WHERE segment = ?"
-                " ORDER BY taken_at DESC LIMIT ?",
-                (definition.name, history_points),
-            ).fetchall())
-        ]
+        history = connection.execute(
+            "SELECT taken_at, population, stale FROM snapshots WHERE segment = ?"
+            " ORDER BY taken_at DESC LIMIT 2",
+            (definition.name,),
+        ).fetchall()[::-1]
         if latest is None or not history:
             population = connection.execute(
                 "SELECT COUNT(*) FROM memberships WHERE segment = ?", (definition.name,)
@@ -118,10 +119,25 @@ def segment_rows(connection: sqlite3.Connection, history_points: int = 30) -> li
             previous=previous,
             change_24h=_change_since(connection, definition.name, taken_at, population, DAY_MS),
             change_7d=_change_since(connection, definition.name, taken_at, population, 7 * DAY_MS),
-            history=[point[1] for point in history],
+            history=_daily_history(connection, definition.name, taken_at, history_days) + [population],
             stale=bool(stale),
         ))
     return rows
+
+
+def _daily_history(connection: sqlite3.Connection, segment: str, latest: int, days: int) -> list[int]:
+    """Return the last non-stale population of each UTC day before the latest snapshot's day."""
+    today = latest // DAY_MS
+    # SQLite takes the bare column `population` from the row holding MAX(taken_at) of each group.
+    return [
+        population
+        for _day, population, _taken_at in connection.execute(
+            "SELECT taken_at / :day AS day, population, MAX(taken_at) FROM snapshots"
+            " WHERE segment = :segment AND stale = 0 AND taken_at >= :since AND taken_at < :today"
+            " GROUP BY day ORDER BY day",
+            {"day": DAY_MS, "segment": segment, "since": (today - days) * DAY_MS, "today": today * DAY_MS},
+        )
+    ]
 
 
 def _change_since(connection: sqlite3.Connection, segment: str, taken_at: int, population: int,

@@ -80,9 +80,11 @@ def test_snapshot_written_after_each_sync(cdp, cache):
     with HttpSource(cdp.url, WRITE_KEY) as source:
         sync_once(cache, source, Settings(), clock=lambda: now_ms() - 1000)
         sync_once(cache, source, Settings())
+    snapshots = cache.conn.execute("SELECT population FROM snapshots WHERE segment = ?", (seg.NEW,)).fetchall()
+    assert snapshots == [(1,), (1,)]
     rows = {row.name: row for row in segment_rows(cache.conn)}
-    assert rows[seg.NEW].history == [1, 1]
     assert rows[seg.NEW].population == 1
+    assert rows[seg.NEW].previous == 1
 
 
 def test_wrong_write_key_is_recorded(cdp, cache):
