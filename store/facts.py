@@ -224,18 +224,17 @@ def _apply_nps(
 def _apply_team_ids(
     connection: sqlite3.Connection, users: dict[str, UserFacts], scope: str, parameters: dict
 ) -> None:
+    """Set the team of users without a team trait: the latest `team_id` event property."""
+    # SQLite takes the bare column team_id from the row holding MAX(event_time) of each group.
     rows = connection.execute(
         f"""
-        SELECT user_key, team_id FROM messages
+        SELECT user_key, team_id, MAX(event_time) FROM messages
         WHERE team_id IS NOT NULL AND user_key IS NOT NULL AND {_VISIBLE} {scope}
-        ORDER BY event_time, seq
+        GROUP BY user_key
         """,
         parameters,
     )
-    latest: dict[str, str] = {}
-    for user_id, team_id in rows:
-        latest[user_id] = team_id
-    for user_id, team_id in latest.items():
+    for user_id, team_id, _at in rows:
         facts = users.get(user_id)
         if facts is not None and not facts.team:
             facts.team = team_id
@@ -247,13 +246,13 @@ def _apply_accounts(
     """Set each user's account: the group of its latest group call or context.groupId."""
     rows = connection.execute(
         f"""
-        SELECT user_key, group_id FROM messages
+        SELECT user_key, group_id, MAX(event_time) FROM messages
         WHERE group_id IS NOT NULL AND user_key IS NOT NULL AND {_VISIBLE} {scope}
-        ORDER BY event_time, seq
+        GROUP BY user_key
         """,
         parameters,
     )
-    for user_id, group_id in rows:
+    for user_id, group_id, _at in rows:
         facts = users.get(user_id)
         if facts is not None:
             facts.account_id = group_id

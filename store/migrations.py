@@ -28,7 +28,9 @@ MIGRATIONS: list[tuple[int, str]] = [
             team_id TEXT,
             payload TEXT NOT NULL
         );
-        CREATE INDEX messages_user_time ON messages (user_key, event_time);
+        -- Covers every per-user query of the segment engine, so an evaluation reads no table rows.
+        CREATE INDEX messages_user_time
+            ON messages (user_key, event_time, type, event, linked_at, group_id, team_id);
         CREATE INDEX messages_unlinked ON messages (anonymous_id) WHERE user_id IS NULL;
         CREATE INDEX messages_group ON messages (group_id, user_key) WHERE group_id IS NOT NULL;
 

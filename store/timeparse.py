@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -40,11 +41,13 @@ def parse_time_ms(value: object) -> int:
     # Fast path for the form nearly every client sends: 2026-01-02T03:04:05.678Z.
     if len(text) in (20, 24) and text[10] == "T" and text[-1] == "Z" and text[4] == "-":
         try:
-            moment = datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+            moment = datetime.fromisoformat(text)
         except ValueError:
             pass
         else:
-            return int((moment - _EPOCH) // timedelta(milliseconds=1))
+            # floor() of the float timestamp is exact for whole seconds; the fraction comes from
+            # the integer microseconds, truncated to milliseconds like the general path.
+            return math.floor(moment.timestamp()) * 1000 + moment.microsecond // 1000
     if _EPOCH_DIGITS.match(text):
         return _epoch_ms(float(text), value)
     match = _ISO.match(text)

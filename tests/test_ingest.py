@@ -261,3 +261,11 @@ def test_whole_realdata_corpus_reconciles(cache):
     quarantined = cache.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
     assert quarantined == result.quarantined
     assert cache.conn.execute("SELECT COUNT(*) FROM quarantine WHERE reason = ''").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "value", ["1969-12-31T23:59:59.500Z", "2026-06-01T10:11:12.999Z", "2026-06-01T10:11:12Z", "2000-02-29T00:00:00.001Z"]
+)
+def test_fast_time_path_matches_general_path(value):
+    # The same instant written with an explicit +00:00 offset takes the general parser.
+    assert parse_time_ms(value) == parse_time_ms(value[:-1] + "+00:00")
