@@ -179,12 +179,15 @@ def sync(globals_: Globals, source_url: str | None, write_key: str | None, mode:
     with source:
         if mode == "once":
             try:
-                report = sync_once(db, source, globals_.config.settings, progress=show_progress)
+                report = sync_once(db, source, globals_.config.settings, progress=show_progress,
+                                   stale_after_ms=int(globals_.config.stale_after * 1000))
             except SourceError as error:
                 _fail(f"sync failed: {error}")
             if sys.stderr.isatty():
                 click.echo("", err=True)
             _print_sync(report)
+            if report.first:
+                _backfill(db, globals_.config.settings, globals_.config.backfill_days)
             return
         stop = threading.Event()
         click.echo(f"following {source.name} every {globals_.config.sync_interval:g} s; Ctrl+C stops", err=True)
@@ -193,9 +196,34 @@ def sync(globals_: Globals, source_url: str | None, write_key: str | None, mode:
                 db, source, globals_.config.settings, interval=globals_.config.sync_interval, stop=stop,
                 on_report=_print_sync,
                 on_error=lambda error, delay: click.echo(f"sync failed: {error}; retrying in {delay:.0f} s", err=True),
+                stale_after_ms=int(globals_.config.stale_after * 1000),
+                backfill_days=globals_.config.backfill_days,
             )
         except KeyboardInterrupt:
             stop.set()
+
+
+def _backfill(db, settings, days: int) -> None:
+    from store.memberships import backfill
+
+    def show(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"\rbackfilling daily snapshots: {done}/{total} days", err=True, nl=False)
+
+    evaluated = backfill(db, settings, days, progress=show)
+    if sys.stderr.isatty() and evaluated:
+        click.echo("", err=True)
+    click.echo(f"backfilled {evaluated} days of snapshots", err=True)
+
+
+@main.command(name="backfill")
+@click.option("--days", type=click.IntRange(min=1, max=3660), default=90, show_default=True,
+              help="Number of past UTC days to compute.")
+@click.pass_obj
+def backfill_command(globals_: Globals, days: int) -> None:
+    """Compute a snapshot of every population at the end of each past day from the cached events,
+    so that trends are meaningful at once. Days that already have a snapshot are skipped."""
+    _backfill(_open(globals_), globals_.config.settings, days)
 
 
 def _print_sync(report) -> None:
@@ -203,7 +231,7 @@ def _print_sync(report) -> None:
     click.echo(
         f"{format_ms(now_ms())} {report.source}: {report.pages} pages, {result.read} read, "
         f"{result.stored} stored, {result.duplicates} duplicates, {result.quarantined} quarantined "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s" + (" (feed stale: no new messages)" if report.stale else "")
     )
 
 

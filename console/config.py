@@ -29,6 +29,10 @@ class Config:
     source_url: str | None = None
     write_key: str | None = None
     sync_interval: float = 5.0
+    # Seconds without a new message after which populations are marked stale.
+    stale_after: float = 900.0
+    # Days of daily snapshots computed from the cache on its first sync.
+    backfill_days: int = 90
     operator: str | None = None
     path: Path | None = None
 
@@ -102,6 +106,11 @@ def default_toml() -> str:
         'write_key = ""',
         "# Seconds between syncs in the console and in `segops sync --follow`.",
         "sync_interval_seconds = 5.0",
+        "# Seconds without any new message after which populations are shown as stale and kept out",
+        "# of trends.",
+        "stale_after_seconds = 900.0",
+        "# Days of daily population snapshots computed from the cached events on the first sync.",
+        "backfill_days = 90",
         "",
         "[ingest]",
         "# Messages larger than this many bytes of JSON are quarantined (Segment's limit is 32 KB).",
@@ -157,7 +166,8 @@ def parse_config(data: dict, origin: str) -> Config:
     """Build a `Config` from parsed TOML. Raises `ConfigError` for unknown keys and wrong types."""
     _check_keys(data, {"source", "ingest", "operator", "taxonomy", "thresholds", "plans"}, "", origin)
     source = _table(data, "source", origin)
-    _check_keys(source, {"url", "write_key", "sync_interval_seconds"}, "source.", origin)
+    _check_keys(source, {"url", "write_key", "sync_interval_seconds", "stale_after_seconds", "backfill_days"},
+                "source.", origin)
     ingest = _table(data, "ingest", origin)
     _check_keys(ingest, {"max_message_bytes"}, "ingest.", origin)
     operator = _table(data, "operator", origin)
@@ -183,6 +193,12 @@ def parse_config(data: dict, origin: str) -> Config:
     interval = source.get("sync_interval_seconds", 5.0)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
         raise ConfigError(f"{origin}: source.sync_interval_seconds must be a positive number, got {interval!r}")
+    stale_after = source.get("stale_after_seconds", 900.0)
+    if isinstance(stale_after, bool) or not isinstance(stale_after, (int, float)) or stale_after <= 0:
+        raise ConfigError(f"{origin}: source.stale_after_seconds must be a positive number, got {stale_after!r}")
+    backfill_days = source.get("backfill_days", 90)
+    if isinstance(backfill_days, bool) or not isinstance(backfill_days, int) or not 0 <= backfill_days <= 3660:
+        raise ConfigError(f"{origin}: source.backfill_days must be a whole number from 0 to 3660, got {backfill_days!r}")
     url = _string(source, "url", "source.", origin)
     write_key = os.environ.get(WRITE_KEY_ENV) or _string(source, "write_key", "source.", origin)
     return Config(
@@ -190,6 +206,8 @@ def parse_config(data: dict, origin: str) -> Config:
         source_url=url or None,
         write_key=write_key or None,
         sync_interval=float(interval),
+        stale_after=float(stale_after),
+        backfill_days=backfill_days,
         operator=_string(operator, "name", "operator.", origin) or None,
     )
 

@@ -17,7 +17,7 @@ import sqlite_utils
 from console.sources import SourceError
 from console.sources.http import HttpSource, backoff_delays
 from store.ingest import IngestResult, ingest_batch
-from store.memberships import refresh
+from store.memberships import backfill, refresh
 from store.settings import Settings
 from store.timeparse import now_ms
 
@@ -34,6 +34,10 @@ class SyncReport:
     evaluated_at: int | None = None
     populations: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # True when the cache had no snapshot before this sync: its history wants a backfill.
+    first: bool = False
+    # True when the feed was stale: no message arrived for longer than the allowed gap.
+    stale: bool = False
 
 
 def stored_cursor(db: sqlite_utils.Database, source: str) -> str | None:
@@ -62,15 +66,18 @@ def sync_once(
     evaluate: bool = True,
     clock: Callable[[], int] = now_ms,
     stop: threading.Event | None = None,
+    stale_after_ms: int = 15 * 60 * 1000,
 ) -> SyncReport:
     """Pull every page after the committed cursor, committing each page with its cursor, then
     evaluate the segments at `clock()` and write a snapshot.
 
-    `progress` is called after each page. Raises `SourceError` when a page cannot be fetched; the
+    The snapshot is marked stale, and kept out of trends, when no message arrived for
+    `stale_after_ms`. `progress` is called after each page. Raises `SourceError` when a page cannot be fetched; the
     failure is recorded on the source first, and the pages already committed stay.
     """
     started = time.perf_counter()
     report = SyncReport(source=source.name)
+    report.first = db.conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0
     cursor = stored_cursor(db, source.name)
     logger.info("sync of %s started at cursor %r", source.name, cursor)
     while stop is None or not stop.is_set():
@@ -92,7 +99,10 @@ def sync_once(
             progress(report)
 
     if evaluate:
-        evaluation = refresh(db, settings, clock())
+        t = clock()
+        latest = db.conn.execute("SELECT MAX(received_at) FROM messages").fetchone()[0]
+        report.stale = latest is None or t - latest > stale_after_ms
+        evaluation = refresh(db, settings, t, stale=report.stale)
         report.evaluated_at = evaluation.t
         report.populations = evaluation.populations()
     report.seconds = time.perf_counter() - started
@@ -123,18 +133,21 @@ def follow(
     stop: threading.Event,
     on_report: Callable[[SyncReport], None] | None = None,
     on_error: Callable[[SourceError, float], None] | None = None,
+    stale_after_ms: int = 15 * 60 * 1000,
+    backfill_days: int = 0,
 ) -> None:
     """Sync, wait `interval` seconds, and repeat until `stop` is set.
 
     After a failure the next attempt waits a jittered, growing delay (or the `Retry-After` a 429
     asked for) instead of the interval; `on_error` gets the error and that delay. A non-retryable
     error (a rejected write key, no feed at the URL) still retries, but at the capped delay, so a
-    fixed configuration resumes without a restart.
+    fixed configuration resumes without a restart. After the first sync of a cache, the last
+    `backfill_days` days of daily snapshots are computed.
     """
     delays = backoff_delays()
     while not stop.is_set():
         try:
-            report = sync_once(db, source, settings, stop=stop)
+            report = sync_once(db, source, settings, stop=stop, stale_after_ms=stale_after_ms)
         except SourceError as error:
             delay = next(delays)
             retry_after = getattr(error, "retry_after", None)
@@ -149,4 +162,6 @@ def follow(
         delays = backoff_delays()
         if on_report is not None:
             on_report(report)
+        if report.first and backfill_days:
+            backfill(db, settings, backfill_days)
         stop.wait(interval)

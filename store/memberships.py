@@ -97,11 +97,12 @@ def backfill(
     now: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Evaluate at the end of each of the last `days` UTC days before `now`, oldest first, storing
-    each evaluation (snapshot, memberships and transitions) as if a sync had run then.
+    """Write a snapshot of every population at the end of each of the last `days` UTC days before
+    `now`, evaluated from the cached messages, so that trends are meaningful at once.
 
-    Days already covered by a snapshot are skipped. `progress(done, total)` follows each day.
-    Returns the number of days evaluated.
+    Only snapshots are written: memberships and transitions keep following real syncs. Days that
+    already have a snapshot that is not stale are skipped. `progress(done, total)` follows each
+    day. Returns the number of days evaluated.
     """
     now = now_ms() if now is None else now
     today = now - now % DAY_MS
@@ -112,12 +113,14 @@ def backfill(
         )
     }
     pending = [end for end in ends if end // DAY_MS not in covered]
-    latest = db.conn.execute("SELECT MAX(evaluated_at) FROM evaluations").fetchone()[0]
-    if latest is not None:
-        # Transitions must move forward in time: never replay days before the latest evaluation.
-        pending = [end for end in pending if end > latest]
     for done, end in enumerate(pending, 1):
-        refresh(db, settings, end)
+        populations = evaluate(db.conn, settings, end).populations()
+        db.conn.execute("BEGIN IMMEDIATE")
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO snapshots (taken_at, segment, population, stale) VALUES (?, ?, ?, 0)",
+            [(end, name, population) for name, population in populations.items()],
+        )
+        db.conn.execute("COMMIT")
         if progress is not None:
             progress(done, len(pending))
     return len(pending)
