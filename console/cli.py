@@ -400,6 +400,92 @@ def explain(globals_: Globals, entity_id: str, as_of: str | None, as_json: bool)
 
 
 @main.command()
+@click.option("--segment", help="Only transitions of this segment.")
+@click.option("--since", help="Only transitions at or after this ISO-8601 time (default: 7 days ago).")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def transitions(globals_: Globals, segment: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List entries into and exits from segments, newest first, with the condition behind each."""
+    from store.settings import DAY_MS
+
+    since_ms = _as_of(since) if since else now_ms() - 7 * DAY_MS
+    where, parameters = ["at >= ?"], [since_ms]
+    if segment:
+        definition = seg.find_segment(segment)
+        if definition is None:
+            raise click.BadParameter(f"unknown segment {segment!r}", param_hint="--segment")
+        where.append("segment = ?")
+        parameters.append(definition.name)
+    rows = _open(globals_).conn.execute(
+        f"SELECT segment, entity_id, entered, at, reason FROM transitions WHERE {' AND '.join(where)}"
+        " ORDER BY at DESC, id DESC LIMIT ?",
+        (*parameters, limit),
+    ).fetchall()
+    records = [
+        {"segment": name, "id": entity_id, "entered": bool(entered), "at": format_ms(at), "reason": reason}
+        for name, entity_id, entered, at, reason in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        arrow = "entered" if record["entered"] else "left   "
+        click.echo(f"{record['at']}  {arrow} {record['segment']:<24} {record['id']}  ({record['reason']})")
+    if not records:
+        click.echo(f"no transitions since {format_ms(since_ms)}")
+
+
+@main.command(name="evaluate")
+@click.option("--full", is_flag=True, help="Recompute every entity (the only mode for now).")
+@click.pass_obj
+def evaluate_command(globals_: Globals, full: bool) -> None:
+    """Evaluate every segment at now and store memberships, transitions and a snapshot."""
+    from store.memberships import refresh
+
+    evaluation = refresh(_open(globals_), globals_.config.settings)
+    click.echo(f"evaluated {len(evaluation.users)} users and {len(evaluation.accounts)} accounts "
+               f"at {format_ms(evaluation.t)}")
+
+
+@main.command()
+@click.option("--config", "other", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The configuration to compare with the one in use.")
+@click.option("--as-of", help="Evaluate at this ISO-8601 time instead of now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: segment -> {enter: [...], leave: [...]}.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Ids listed per segment and direction in the table output.")
+@click.pass_obj
+def diff(globals_: Globals, other: Path, as_of: str | None, as_json: bool, limit: int) -> None:
+    """Dry run of a definition change: who would enter and who would leave each segment."""
+    from store.engine import evaluate
+
+    try:
+        proposed = load_config(other)
+    except ConfigError as error:
+        _fail(str(error))
+    t = _as_of(as_of)
+    db = _open(globals_)
+    current = evaluate(db.conn, globals_.config.settings, t).members
+    changed = evaluate(db.conn, proposed.settings, t).members
+    result = {}
+    for definition in seg.ALL_SEGMENTS:
+        before, after = set(current[definition.name]), set(changed[definition.name])
+        result[definition.name] = {"enter": sorted(after - before), "leave": sorted(before - after)}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{other} against {globals_.config.path or 'the defaults'} at {format_ms(t)}")
+    for name, change in result.items():
+        click.echo(f"  {name:<26} +{len(change['enter']):<6} -{len(change['leave'])}")
+        for direction, sign in (("enter", "+"), ("leave", "-")):
+            ids = change[direction]
+            if ids:
+                more = f" ... {len(ids) - limit} more" if len(ids) > limit else ""
+                click.echo(f"      {sign} {', '.join(ids[:limit])}{more}")
+
+
+@main.command()
 @click.pass_obj
 def info(globals_: Globals) -> None:
     """Show paths, the configured source with its write key masked, and cache counts."""

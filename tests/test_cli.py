@@ -196,3 +196,27 @@ def test_import_sample_of_realdata(tmp_path):
     counts = json.loads(invoke(tmp_path / "c.db", "import", str(FIXTURES / "realdata"), "--json").output)
     assert counts["read"] == counts["stored"] + counts["duplicates"] + counts["quarantined"]
     assert counts["reasons"]["invalid_time"] == 1
+
+
+def test_diff_lists_entering_and_leaving(tmp_path):
+    invoke(tmp_path / "c.db", "import", str(company(tmp_path)))
+    other = tmp_path / "other.toml"
+    other.write_text("[thresholds]\nnew_days = 3\nretention_idle_days = 30\n", encoding="utf-8")
+    changes = json.loads(invoke(tmp_path / "c.db", "diff", "--config", str(other), "--json", "--as-of", AS_OF).output)
+    assert changes["New"] == {"enter": [], "leave": ["new-user"]}
+    assert changes["Activated-Not-Retained"]["leave"] == ["quiet"]
+    assert changes["Established"]["enter"] == ["new-user"]
+
+
+def test_transitions_json(tmp_path):
+    path = company(tmp_path)
+    invoke(tmp_path / "c.db", "import", str(path), "--no-evaluate")
+    assert invoke(tmp_path / "c.db", "evaluate", "--full").exit_code == 0
+    later = write_ndjson(tmp_path / "later.ndjson", [
+        {"type": "track", "userId": "new-user", "event": "Project Created", "timestamp": "2026-06-11T00:00:00Z"},
+    ])
+    invoke(tmp_path / "c.db", "import", str(later))
+    records = json.loads(invoke(tmp_path / "c.db", "transitions", "--json", "--since", "2000-01-01T00:00:00Z",
+                                "--segment", "not-yet-activated").output)
+    assert [(record["id"], record["entered"]) for record in records] == [("new-user", False)]
+    assert "activated" in records[0]["reason"]
