@@ -547,3 +547,14 @@ def quarantine(globals_: Globals, reason: str | None, limit: int, as_json: bool)
         click.echo(f"{name:<20} {count:>8}  {REASONS.get(name, '')}")
     for row in rows:
         click.echo(f"\n#{row[0]} {row[3]}: {row[4]}\n  from {row[2]}\n  {row[6][:200]}")
+
+
+def _register_extra_commands() -> None:
+    """Add the command groups that live in modules of their own (`console.commands.*`)."""
+    from console.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_extra_commands()
