@@ -91,8 +91,16 @@ MIGRATIONS: list[tuple[int, str]] = [
             duration_ms INTEGER NOT NULL,
             users INTEGER NOT NULL,
             accounts INTEGER NOT NULL,
-            max_seq INTEGER NOT NULL
+            -- The last message seq the evaluation covered, and its Power Users threshold.
+            max_seq INTEGER NOT NULL,
+            power_threshold INTEGER,
+            kind TEXT NOT NULL DEFAULT 'full'
         );
+
+        -- Entities that messages touched since the last evaluation: the incremental pass
+        -- re-evaluates them and empties these tables.
+        CREATE TABLE dirty_users (user_id TEXT PRIMARY KEY) WITHOUT ROWID;
+        CREATE TABLE dirty_accounts (account_id TEXT PRIMARY KEY) WITHOUT ROWID;
 
         CREATE TABLE memberships (
             segment TEXT NOT NULL,
@@ -136,9 +144,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             features_30 INTEGER NOT NULL,
             usage_score INTEGER NOT NULL,
             cancelled_at INTEGER,
-            nps INTEGER
+            nps INTEGER,
+            team TEXT,
+            -- The earliest time the user's memberships can change with no new message.
+            due_at INTEGER
         ) WITHOUT ROWID;
         CREATE INDEX user_facts_email ON user_facts (email);
+        CREATE INDEX user_facts_due ON user_facts (due_at);
+        CREATE INDEX user_facts_active ON user_facts (last_active_at, usage_score);
 
         CREATE TABLE account_facts (
             account_id TEXT PRIMARY KEY,
