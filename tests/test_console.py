@@ -132,7 +132,9 @@ def members(table: DataTable) -> list[str]:
 @pytest.fixture
 def small_cache(tmp_path) -> tuple[Path, dict[str, int]]:
     path = tmp_path / "cache.db"
-    return path, make_cache(path, company(newcomers=3))
+    # The first evaluation of a cache records no transitions, so the one 30 days earlier gives
+    # the evaluation at T some.
+    return path, make_cache(path, company(newcomers=3), evaluations=(30, 0))
 
 
 @pytest.fixture
@@ -214,7 +216,10 @@ async def test_enter_drills_into_segment_and_user_and_escape_goes_back(small_cac
         traits = app.screen.query_one("#traits", DataTable)
         assert [str(value) for value in traits.get_column("key")] == ["email", "name", "team"]
         transitions = app.screen.query_one("#transitions", DataTable)
-        assert {str(value) for value in transitions.get_column("segment")} == {seg.CHAMPION, seg.POWER_USERS}
+        changes = {(str(segment), str(change)) for segment, change in zip(
+            transitions.get_column("segment"), transitions.get_column("change"))}
+        assert changes == {(seg.CHURNED, "left"), (seg.ACTIVATED_NOT_RETAINED, "left"),
+                           (seg.CHAMPION, "entered"), (seg.POWER_USERS, "entered")}
 
         await pilot.press("escape")
         assert isinstance(app.screen, SegmentScreen)
@@ -516,24 +521,49 @@ def demo_server():
     return DemoCDP(port=0, users=0, live_interval=0)
 
 
-async def test_sync_pulls_from_the_demo_cdp_and_updates_populations(tmp_path):
+def newcomers(count: int) -> list[dict]:
+    build = Builder()
+    for index in range(count):
+        build.track(f"late-{index:04d}", "Signed Up", 1)
+    return [{**message, "messageId": f"late-{index}"} for index, (_, message) in enumerate(build.items)]
+
+
+async def test_sync_from_demo_cdp_updates_populations(tmp_path):
     server = demo_server()
+    server.append([message for _, message in company(newcomers=3).items])
     server.start()
     try:
         path = tmp_path / "cache.db"
-        open_cache(path).conn.close()
         app = make_app(path, source_url=server.url, write_key=server.write_key, sync_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            state = app.sync_state
+            assert await wait_for(pilot, lambda: state.report is not None and state.backfill is None)
+            await settle(pilot)
+            lifecycle = app.screen.query_one("#lifecycle", SegmentTable)
+            assert cell(lifecycle, seg.NEW, "population") == "5"
+            assert cell(lifecycle, seg.CHAMPION, "population") == "1"
+            # The first sync of the cache computed a snapshot for each of the past days.
+            assert len(cell(lifecycle, seg.NEW, "trend")) == 30
+
+            server.append(newcomers(40))
+            assert await wait_for(pilot, lambda: cell(lifecycle, seg.NEW, "population") == "45")
+            status = str(app.screen.query_one(StatusLine).content)
+            assert f"source {server.url}" in status
+            assert "ok:" in status
+            assert state.error is None
+    finally:
+        server.stop()
+
+
+async def test_sync_of_an_empty_feed_marks_populations_stale(tmp_path):
+    server = demo_server()
+    server.start()
+    try:
+        app = make_app(tmp_path / "cache.db", source_url=server.url, write_key=server.write_key)
         async with app.run_test(size=SIZE) as pilot:
             assert await wait_for(pilot, lambda: app.sync_state.report is not None)
             await settle(pilot)
             lifecycle = app.screen.query_one("#lifecycle", SegmentTable)
-            assert cell(lifecycle, seg.NEW, "population") == "0"
-
-            server.append([message for _, message in company(newcomers=40).items])
-            assert await wait_for(pilot, lambda: cell(lifecycle, seg.NEW, "population") == "42")
-            status = str(app.screen.query_one(StatusLine).content)
-            assert f"source {server.url}" in status and "ok:" in status
-            assert app.sync_state.error is None
-            assert cell(lifecycle, seg.CHAMPION, "population") == "1"
+            assert cell(lifecycle, seg.NEW, "population") == "0 stale"
     finally:
         server.stop()

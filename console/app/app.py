@@ -33,6 +33,7 @@ from console.sources.http import HttpSource, backoff_delays
 from console.sync import SyncReport, sync_once
 from store import segments as seg
 from store.db import open_cache
+from store.memberships import backfill
 from store.queries import find_entities
 from store.settings import Settings
 from store.timeparse import now_ms
@@ -54,11 +55,37 @@ class SyncProgressed(Message):
 
 
 class SyncFinished(Message):
-    """The sync worker pulled every page and evaluated the segments."""
+    """The sync worker pulled every page and evaluated the segments.
 
-    def __init__(self, report: SyncReport) -> None:
+    `backfilling` is true when the worker goes on to compute past daily snapshots, so the next
+    sync waits for `BackfillFinished`.
+    """
+
+    def __init__(self, report: SyncReport, *, backfilling: bool = False) -> None:
         super().__init__()
         self.report = report
+        self.backfilling = backfilling
+
+
+class BackfillProgressed(Message):
+    """The sync worker computed the snapshot of one more past day."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class BackfillFinished(Message):
+    """The sync worker computed every missing past daily snapshot."""
+
+    def __init__(self, days: int) -> None:
+        super().__init__()
+        self.days = days
+
+
+class _Stopped(Exception):
+    """Raised from a progress callback to end a backfill when the app exits."""
 
 
 class SyncFailed(Message):
@@ -145,6 +172,8 @@ class SegopsApp(App[None]):
         sync_interval: float = 5.0,
         title_note: str | None = None,
         *,
+        stale_after: float = 900.0,
+        backfill_days: int = 90,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         super().__init__()
@@ -153,6 +182,10 @@ class SegopsApp(App[None]):
         self.source_url = source_url
         self.write_key = write_key
         self.sync_interval = sync_interval
+        # Seconds without a new message after which a sync marks its snapshot stale.
+        self.stale_after = stale_after
+        # Past UTC days whose snapshots the first sync of a cache computes, for the trends.
+        self.backfill_days = backfill_days
         # Epoch ms "now" for the status line and the explanations; tests pass a fixed clock.
         self.clock = clock
         if title_note:
@@ -239,19 +272,33 @@ class SegopsApp(App[None]):
                     clock=self.clock,
                     # Set when the app exits, so that the worker stops after the current page.
                     stop=worker.cancelled_event,
+                    stale_after_ms=int(self.stale_after * 1000),
                 )
+            backfilling = report.first and self.backfill_days > 0 and not worker.is_cancelled
+            self.post_message(SyncFinished(report, backfilling=backfilling))
+            if backfilling:
+                self._backfill(db, worker)
         except SourceError as error:
             self.post_message(SyncFailed(
                 str(error), retryable=error.retryable, retry_after=getattr(error, "retry_after", None)))
+        except _Stopped:
+            logger.info("backfill stopped because the console exits")
         except Exception as error:
             # A cache or database failure must reach the status line too, not end the worker silently.
             logger.exception("sync of %s failed", self.sync_state.source)
             self.post_message(SyncFailed(f"{type(error).__name__}: {error}", retryable=True))
-        else:
-            self.post_message(SyncFinished(report))
         finally:
             if db is not None:
                 db.conn.close()
+
+    def _backfill(self, db, worker: Worker) -> None:
+        def on_day(done: int, total: int) -> None:
+            if worker.is_cancelled:
+                raise _Stopped
+            self.post_message(BackfillProgressed(done, total))
+
+        days = backfill(db, self.settings, self.backfill_days, now=self.clock(), progress=on_day)
+        self.post_message(BackfillFinished(days))
 
     def on_sync_progressed(self, message: SyncProgressed) -> None:
         self.sync_state.pages = message.pages
@@ -260,11 +307,26 @@ class SegopsApp(App[None]):
 
     def on_sync_finished(self, message: SyncFinished) -> None:
         state = self.sync_state
-        state.running = False
         state.report = message.report
         state.finished_at = self.clock()
         state.error = state.failed_at = state.retry_at = None
         self._delays = backoff_delays()
+        if message.backfilling:
+            state.backfill = (0, self.backfill_days)
+        else:
+            state.running = False
+            self._schedule_sync(self.sync_interval)
+        self._dashboard_sync_changed(ended=True)
+
+    def on_backfill_progressed(self, message: BackfillProgressed) -> None:
+        self.sync_state.backfill = (message.done, message.total)
+        self._dashboard_sync_changed(ended=False)
+
+    def on_backfill_finished(self, message: BackfillFinished) -> None:
+        state = self.sync_state
+        state.running = False
+        state.backfill = None
+        logger.info("backfilled %d days of snapshots", message.days)
         self._schedule_sync(self.sync_interval)
         self._dashboard_sync_changed(ended=True)
 
@@ -276,6 +338,7 @@ class SegopsApp(App[None]):
             delay = max(delay, NOT_RETRYABLE_DELAY)
         state = self.sync_state
         state.running = False
+        state.backfill = None
         state.error = message.error
         state.failed_at = self.clock()
         state.retry_at = state.failed_at + int(delay * 1000)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MEMBER_LIMIT = 200
 BAR_WIDTH = 20
 # Widths in cells of the member columns whose values can be long; the others fit their content.
-COLUMN_WIDTHS = {"email": 30, "name": 16, "team": 12}
+COLUMN_WIDTHS = {"email": 40, "name": 24, "team": 16}
 
 
 class AccountExplained(Message):
@@ -69,18 +69,17 @@ class AccountScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="account-summary", classes="summary")
-        with Horizontal(classes="row"):
-            with Vertical(classes="column"):
-                usage = DataTable(id="usage", cursor_type="none")
-                usage.border_title = "Usage against limits"
-                yield usage
-                with VerticalScroll(id="account-explanation") as pane:
-                    pane.border_title = seg.EXPANSION_READY
-                    pane.border_subtitle = "explained at now"
-                    yield Static(Text("evaluating…", style="dim"), id="expansion")
-            with Vertical(classes="pane members") as pane:
-                pane.border_title = "Members"
-                yield MemberTable(id="account-members", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="account-top"):
+            usage = DataTable(id="usage", cursor_type="none")
+            usage.border_title = "Usage against limits"
+            yield usage
+            with VerticalScroll(id="account-explanation") as pane:
+                pane.border_title = seg.EXPANSION_READY
+                pane.border_subtitle = "explained at now"
+                yield Static(Text("evaluating…", style="dim"), id="expansion")
+        with Vertical(classes="pane") as pane:
+            pane.border_title = "Members"
+            yield MemberTable(id="account-members", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -158,7 +157,7 @@ class AccountScreen(Screen):
         for member in members:
             table.add_row(
                 plain(member["id"], style="bold"), plain(member["email"]), plain(member["name"]),
-                plain(member["lifecycle"]), plain(member["team"]), moment(member["last_active_at"]),
+                plain(member["lifecycle"]), plain(member["team"]), moment(member["last_active_at"])[:16],
                 key=member["id"],
             )
 

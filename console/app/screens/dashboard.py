@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from console.app.app import SegopsApp
 
 TREND_WIDTH = 30
+PROGRESS_RELOAD_SECONDS = 3.0
 COLUMNS = (
     ("segment", "Segment", 26),
     ("population", "Population", 20),
@@ -61,13 +63,17 @@ class SegmentTable(DataTable):
                 Text(f"{definition.entity}s", style="dim"), key=definition.name,
             )
 
-    def show(self, rows: dict[str, SegmentRow], stale: bool) -> None:
-        """Update the population cells in place, so the cursor stays where it is."""
+    def show(self, rows: dict[str, SegmentRow], stale: bool, evaluated: bool) -> None:
+        """Update the population cells in place, so the cursor stays where it is.
+
+        Before the first evaluation, a count of 0 would read as an empty segment, so it is not shown.
+        """
         for definition in self.definitions:
             row = rows.get(definition.name)
             if row is None:
                 continue
-            self.update_cell(definition.name, "population", _population(row, stale))
+            population = _population(row, stale) if evaluated else Text("not evaluated yet", style="dim")
+            self.update_cell(definition.name, "population", population)
             self.update_cell(definition.name, "prev", change(
                 None if row.previous is None else row.population - row.previous))
             self.update_cell(definition.name, "day", change(row.change_24h))
@@ -92,6 +98,8 @@ class DashboardScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.status: CacheStatus | None = None
+        # time.monotonic() of the latest load, which counts every message in the cache.
+        self._loaded_at = 0.0
         self.sub_title = "Dashboard"
 
     def compose(self) -> ComposeResult:
@@ -120,9 +128,14 @@ class DashboardScreen(Screen):
         if not self.app.sync_now():
             self.load()
 
-    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load(self) -> None:
-        """Query the segments and the cache status on a worker thread, with its own connection."""
+        """Re-read the segments and the cache status."""
+        self._loaded_at = time.monotonic()
+        self._query()
+
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
+    def _query(self) -> None:
+        # cache_status counts every message, too slow for the UI thread on a large cache.
         with self.app.reader() as connection:
             rows = segment_rows(connection)
             status = cache_status(connection)
@@ -136,24 +149,33 @@ class DashboardScreen(Screen):
     def show_populations(self, rows: list[SegmentRow]) -> None:
         by_name = {row.name: row for row in rows}
         stale = feed_is_stale(self.app.sync_state, self.status)
+        evaluated = self.status is not None and self.status.evaluated_at is not None
         for table in self.query(SegmentTable):
-            table.show(by_name, stale)
+            table.show(by_name, stale, evaluated)
 
     def show_status(self) -> None:
         """Render the status line and the sync progress from the app's sync state."""
         state = self.app.sync_state
         self.query_one(StatusLine).show(state, self.status, self.app.clock())
         progress = self.query_one("#sync-progress", Static)
-        progress.display = state.running
-        if state.running:
+        # Syncs that fetch one page are the usual case every few seconds, and the status line marks
+        # them; the progress line is for the first sync and for catching up after a pause.
+        progress.display = state.running and (state.report is None or state.pages > 1 or state.backfill is not None)
+        if state.backfill is not None:
+            done, total = state.backfill
             progress.update(Text.assemble(
-                ("⟳ syncing ", "bold"), (f"{state.pages:,} pages, {state.read:,} messages read so far", ""),
-            ))
+                ("⟳ computing past daily snapshots for the trends ", "bold"), f"{done:,} of {total:,} days"))
+        elif progress.display:
+            progress.update(Text.assemble(
+                ("⟳ syncing ", "bold"), f"{state.pages:,} pages, {state.read:,} messages read so far"))
 
     def sync_changed(self, ended: bool) -> None:
-        """Show a new sync state, and re-read the cache when a sync ended, failed or not."""
+        """Show a new sync state, and re-read the cache when a sync ended, failed or not.
+
+        During a long sync, the cache counts are re-read at most every few seconds as pages arrive.
+        """
         self.show_status()
-        if ended:
+        if ended or time.monotonic() - self._loaded_at >= PROGRESS_RELOAD_SECONDS:
             self.load()
 
     @on(DataTable.RowHighlighted)

@@ -26,6 +26,8 @@ class SyncState:
     error: str | None = None
     failed_at: int | None = None
     retry_at: int | None = None
+    # (days done, days to do) while the first sync of a cache computes past daily snapshots.
+    backfill: tuple[int, int] | None = None
 
     @property
     def failed(self) -> bool:
@@ -60,6 +62,8 @@ class StatusLine(Static):
             line.append(" (reading the cache only)", style="dim")
         else:
             line.append(clean(state.source), style="bold")
+            if state.running:
+                line.append("  ⟳ syncing", style="yellow")
         line.append("  │  ", style="dim")
 
         if state.failed:

@@ -55,13 +55,11 @@ def change(value: int | None) -> Text:
 
 
 def age(ms: int | None) -> str:
-    """Format a duration in milliseconds compactly: 850ms, 12s, 5m 3s, 2h 10m, 4d 3h."""
+    """Format a duration in milliseconds compactly, to the second: 0s, 12s, 5m 3s, 2h 10m, 4d 3h."""
     if ms is None:
         return ""
     if ms < 0:
         return "in the future"
-    if ms < 1000:
-        return f"{ms}ms"
     seconds = ms // 1000
     if seconds < 60:
         return f"{seconds}s"
