@@ -164,4 +164,98 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        2,
+        """
+        -- One trigger of a playbook. The counts are of users: targeted = held_out +
+        -- excluded_cooldown + excluded_rule + queued.
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            playbook TEXT NOT NULL,
+            segment TEXT NOT NULL,
+            operator TEXT NOT NULL,
+            target_kind TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            dry_run INTEGER NOT NULL,
+            targeted INTEGER NOT NULL,
+            held_out INTEGER NOT NULL,
+            excluded_cooldown INTEGER NOT NULL,
+            excluded_rule INTEGER NOT NULL,
+            queued INTEGER NOT NULL
+        );
+        CREATE INDEX runs_playbook ON runs (playbook, created_at);
+
+        -- The outbox: one row per user and playbook step. status is queued, sending, sent,
+        -- failed or held_out. A held-out row is never sent; its notice (NULL, queued, sending,
+        -- sent or failed) tracks the held-out notice that a demo destination receives instead.
+        CREATE TABLE actions (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            playbook TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            email TEXT,
+            account_id TEXT,
+            step INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            content TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            held_out INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            notice TEXT,
+            created_at INTEGER NOT NULL,
+            due_at INTEGER NOT NULL,
+            next_attempt_at INTEGER,
+            -- Set while a dispatcher holds the row in status or notice 'sending': when, and
+            -- which process ("host:pid"), so that a crashed dispatcher's claims can be recovered.
+            claimed_at INTEGER,
+            claimed_by TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            sent_at INTEGER,
+            last_error TEXT
+        );
+        CREATE INDEX actions_run ON actions (run_id, id);
+        CREATE INDEX actions_cooldown ON actions (playbook, user_id, created_at);
+        CREATE INDEX actions_user ON actions (user_id, created_at);
+        CREATE INDEX actions_pending ON actions (next_attempt_at)
+            WHERE status IN ('queued', 'sending') OR notice IN ('queued', 'sending');
+
+        -- Every request the dispatcher made for an action, with what came back.
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            action_id INTEGER NOT NULL REFERENCES actions (id),
+            at INTEGER NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            status_code INTEGER,
+            response_excerpt TEXT,
+            error TEXT
+        );
+        CREATE INDEX attempts_action ON attempts (action_id, at);
+
+        -- Operator events besides runs: pausing automatic playbooks, giving up on an action.
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            operator TEXT NOT NULL,
+            event TEXT NOT NULL,
+            run_id INTEGER,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX audit_at ON audit (at);
+
+        -- Segment entries that an automatic playbook already handled, so each entry triggers once.
+        CREATE TABLE entry_triggers (
+            playbook TEXT NOT NULL,
+            transition_id INTEGER NOT NULL,
+            run_id INTEGER,
+            PRIMARY KEY (playbook, transition_id)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE flags (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
