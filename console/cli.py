@@ -251,7 +251,7 @@ def import_(globals_: Globals, paths_: tuple[Path, ...], as_json: bool, evaluate
     """
     from console.sources.files import count_hint, iter_file_items
     from store.ingest import ingest_stream
-    from store.memberships import refresh
+    from store.memberships import refresh_incremental
 
     db = _open(globals_)
     try:
@@ -273,7 +273,7 @@ def import_(globals_: Globals, paths_: tuple[Path, ...], as_json: bool, evaluate
     if show:
         click.echo("", err=True)
     if evaluate:
-        refresh(db, globals_.config.settings)
+        refresh_incremental(db, globals_.config.settings)
     if as_json:
         counts = result.as_dict()
         click.echo(json.dumps({key: counts[key] for key in ("read", "stored", "duplicates", "quarantined",
@@ -437,15 +437,17 @@ def transitions(globals_: Globals, segment: str | None, since: str | None, limit
 
 
 @main.command(name="evaluate")
-@click.option("--full", is_flag=True, help="Recompute every entity (the only mode for now).")
+@click.option("--full", is_flag=True, help="Recompute every user and account instead of only those that "
+                                           "new messages or the passing time can have changed.")
 @click.pass_obj
 def evaluate_command(globals_: Globals, full: bool) -> None:
-    """Evaluate every segment at now and store memberships, transitions and a snapshot."""
-    from store.memberships import refresh
+    """Evaluate the segments at now and store memberships, transitions and a snapshot."""
+    from store.memberships import refresh, refresh_incremental
 
-    evaluation = refresh(_open(globals_), globals_.config.settings)
+    run = refresh if full else refresh_incremental
+    evaluation = run(_open(globals_), globals_.config.settings)
     click.echo(f"evaluated {len(evaluation.users)} users and {len(evaluation.accounts)} accounts "
-               f"at {format_ms(evaluation.t)}")
+               f"at {format_ms(evaluation.t)}" + ("" if full else " (incremental)"))
 
 
 @main.command()

@@ -17,7 +17,7 @@ import sqlite_utils
 from console.sources import SourceError
 from console.sources.http import HttpSource, backoff_delays
 from store.ingest import IngestResult, ingest_batch
-from store.memberships import backfill, refresh
+from store.memberships import backfill, refresh_incremental
 from store.settings import Settings
 from store.timeparse import now_ms
 
@@ -69,7 +69,8 @@ def sync_once(
     stale_after_ms: int = 15 * 60 * 1000,
 ) -> SyncReport:
     """Pull every page after the committed cursor, committing each page with its cursor, then
-    evaluate the segments at `clock()` and write a snapshot.
+    evaluate the segments at `clock()` (incrementally: only what can have changed) and write a
+    snapshot.
 
     The snapshot is marked stale, and kept out of trends, when no message arrived for
     `stale_after_ms`. `progress` is called after each page. Raises `SourceError` when a page cannot be fetched; the
@@ -102,7 +103,7 @@ def sync_once(
         t = clock()
         latest = db.conn.execute("SELECT MAX(received_at) FROM messages").fetchone()[0]
         report.stale = latest is None or t - latest > stale_after_ms
-        evaluation = refresh(db, settings, t, stale=report.stale)
+        evaluation = refresh_incremental(db, settings, t, stale=report.stale)
         report.evaluated_at = evaluation.t
         report.populations = evaluation.populations()
     report.seconds = time.perf_counter() - started

@@ -89,17 +89,21 @@ def power_threshold(facts: list[UserFacts], settings: Settings, t: int) -> tuple
     Among the n users active in the window, k = ceil(share x n) and the threshold is the k-th
     highest usage score. The share is taken as an exact decimal so that ceil(0.1 x 30) is 3.
     """
-    thresholds = settings.thresholds
-    since = t - thresholds.power_window_days * DAY_MS
-    scores = sorted(
-        (user.usage_score for user in facts if user.last_active_at is not None and user.last_active_at > since),
-        reverse=True,
+    since = t - settings.thresholds.power_window_days * DAY_MS
+    return top_share_threshold(
+        [user.usage_score for user in facts if user.last_active_at is not None and user.last_active_at > since],
+        settings,
     )
+
+
+def top_share_threshold(scores: list[int], settings: Settings) -> tuple[int | None, int]:
+    """Return the k-th highest of the active users' `scores`, k = ceil(share x n), and n."""
     if not scores:
         return None, 0
-    k = math.ceil(Fraction(str(thresholds.power_top_share)) * len(scores))
-    k = min(max(k, 1), len(scores))
-    return scores[k - 1], len(scores)
+    ordered = sorted(scores, reverse=True)
+    k = math.ceil(Fraction(str(settings.thresholds.power_top_share)) * len(ordered))
+    k = min(max(k, 1), len(ordered))
+    return ordered[k - 1], len(ordered)
 
 
 # --- user rules ---------------------------------------------------------------------------------
@@ -288,6 +292,44 @@ def _format_score(score: float | None) -> str:
     if score is None:
         return "none"
     return f"{score:g}"
+
+
+def due_at(user: UserFacts, context: Context) -> int | None:
+    """Return the earliest time after T at which the user's memberships can change with no new
+    message: an event leaving a window, an idle or age threshold passing, or a message dated after
+    T becoming visible. None when nothing can change with time alone.
+
+    The Power Users threshold also moves with other users; the incremental pass handles that.
+    """
+    thresholds = context.settings.thresholds
+    t = context.t
+    day = DAY_MS
+    candidates: list[int | None] = [user.next_message_at]
+    if user.last_active_at is not None:
+        candidates += [
+            user.last_active_at + days * day
+            for days in (thresholds.retention_idle_days, thresholds.at_risk_idle_days,
+                         thresholds.churn_idle_days, thresholds.power_window_days)
+        ]
+    if user.signup_at is not None:
+        candidates += [
+            user.signup_at + days * day
+            for days in (thresholds.new_days, thresholds.established_days, thresholds.churn_idle_days)
+        ]
+    if user.nps_at is not None:
+        candidates += [user.nps_at + thresholds.at_risk_nps_window_days * day,
+                       user.nps_at + thresholds.champion_nps_window_days * day]
+    window_starts = (
+        (user.first_active_in_window, thresholds.power_window_days),
+        (user.first_recent_active, thresholds.decline_window_days),
+        (user.first_previous_active, 2 * thresholds.decline_window_days),
+        (user.first_feature_in_window, thresholds.feature_window_days),
+        (user.first_referral_in_window, thresholds.referral_window_days),
+        (user.first_signal_in_window, thresholds.churn_signal_window_days),
+    )
+    candidates += [start + days * day for start, days in window_starts if start is not None]
+    future = [moment for moment in candidates if moment is not None and moment > t]
+    return min(future) if future else None
 
 
 def evaluate_user(user: UserFacts, context: Context) -> tuple[str, dict[str, Verdict]]:

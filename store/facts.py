@@ -43,6 +43,15 @@ class UserFacts:
     name: str | None = None
     team: str | None = None
     account_id: str | None = None
+    # The earliest event inside each window, whose exit from the window is the next change of a
+    # windowed count; and the first message after T (a future-dated event or link).
+    first_active_in_window: int | None = None
+    first_recent_active: int | None = None
+    first_previous_active: int | None = None
+    first_feature_in_window: int | None = None
+    first_referral_in_window: int | None = None
+    first_signal_in_window: int | None = None
+    next_message_at: int | None = None
 
     @property
     def usage_score(self) -> int:
@@ -110,7 +119,16 @@ def load_user_facts(
                 THEN 1 ELSE 0 END),
             SUM(CASE WHEN {track}{_names(taxonomy.churn_signal_events)} AND event_time > :t_signals
                 THEN 1 ELSE 0 END),
-            MIN(CASE WHEN {track}{_names(taxonomy.cancellation_events)} THEN event_time END)
+            MIN(CASE WHEN {track}{_names(taxonomy.cancellation_events)} THEN event_time END),
+            MIN(CASE WHEN {activity} AND event_time > :t_active THEN event_time END),
+            MIN(CASE WHEN {activity} AND event_time > :t_recent THEN event_time END),
+            MIN(CASE WHEN {activity} AND event_time > :t_previous THEN event_time END),
+            MIN(CASE WHEN {track}{_names(taxonomy.core_feature_events)}
+                AND event_time > :t_features THEN event_time END),
+            MIN(CASE WHEN {track}{_names(taxonomy.referral_events)} AND event_time > :t_referrals
+                THEN event_time END),
+            MIN(CASE WHEN {track}{_names(taxonomy.churn_signal_events)} AND event_time > :t_signals
+                THEN event_time END)
         FROM messages
         WHERE user_key IS NOT NULL AND {_VISIBLE} {scope}
         GROUP BY user_key
@@ -133,6 +151,12 @@ def load_user_facts(
             referrals_90=row[9] or 0,
             churn_signals_30=row[10] or 0,
             cancelled_at=row[11],
+            first_active_in_window=row[12],
+            first_recent_active=row[13],
+            first_previous_active=row[14],
+            first_feature_in_window=row[15],
+            first_referral_in_window=row[16],
+            first_signal_in_window=row[17],
         )
         if facts.signup_at is not None:
             facts.signup_source = "event"
@@ -142,6 +166,7 @@ def load_user_facts(
     _apply_nps(connection, settings, users, scope, parameters)
     _apply_team_ids(connection, users, scope, parameters)
     _apply_accounts(connection, users, scope, parameters)
+    _apply_next_messages(connection, users, scope, parameters)
     for facts in users.values():
         if facts.signup_at is None:
             facts.signup_at = facts.first_seen_at
@@ -238,6 +263,26 @@ def _apply_team_ids(
         facts = users.get(user_id)
         if facts is not None and not facts.team:
             facts.team = team_id
+
+
+def _apply_next_messages(
+    connection: sqlite3.Connection, users: dict[str, UserFacts], scope: str, parameters: dict
+) -> None:
+    """Set the time of each user's first message that T does not see yet: one dated after T, or
+    one whose anonymous link happens after T."""
+    rows = connection.execute(
+        f"""
+        SELECT user_key, MIN(CASE WHEN event_time > :t THEN event_time ELSE linked_at END)
+        FROM messages
+        WHERE user_key IS NOT NULL AND (event_time > :t OR linked_at > :t) {scope}
+        GROUP BY user_key
+        """,
+        parameters,
+    )
+    for user_id, at in rows:
+        facts = users.get(user_id)
+        if facts is not None:
+            facts.next_message_at = at
 
 
 def _apply_accounts(

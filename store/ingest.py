@@ -203,6 +203,16 @@ def _insert_messages(
     )
     for link in links:
         _link(connection, *link)
+    connection.execute(
+        "INSERT OR IGNORE INTO dirty_users (user_id)"
+        " SELECT DISTINCT user_key FROM messages WHERE seq >= ? AND user_key IS NOT NULL",
+        (first_seq,),
+    )
+    connection.execute(
+        "INSERT OR IGNORE INTO dirty_accounts (account_id)"
+        " SELECT DISTINCT group_id FROM messages WHERE seq >= ? AND group_id IS NOT NULL",
+        (first_seq,),
+    )
 
 
 def _link(connection: sqlite3.Connection, anonymous_id: str, user_id: str, linked_at: int, message_id: str) -> None:
@@ -215,6 +225,9 @@ def _link(connection: sqlite3.Connection, anonymous_id: str, user_id: str, linke
     ).fetchone()
     if existing is not None and existing[1] <= linked_at:
         return
+    if existing is not None:
+        # The anonymous messages move to another user: the previous one must be re-evaluated.
+        connection.execute("INSERT OR IGNORE INTO dirty_users (user_id) VALUES (?)", (existing[0],))
     connection.execute(
         "INSERT INTO identity_links (anonymous_id, user_id, linked_at, message_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (anonymous_id) DO UPDATE SET user_id = excluded.user_id,"

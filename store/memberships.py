@@ -9,7 +9,17 @@ import orjson
 import sqlite_utils
 
 from store import segments as seg
-from store.engine import Evaluation, Verdict, evaluate, evaluate_user, expansion_ready
+from store.engine import (
+    Context,
+    Evaluation,
+    Verdict,
+    due_at,
+    evaluate,
+    evaluate_user,
+    expansion_ready,
+    top_share_threshold,
+)
+from store.facts import AccountFacts, UserFacts, load_account_facts, load_user_facts
 from store.settings import DAY_MS, Settings
 from store.timeparse import now_ms
 
@@ -17,7 +27,8 @@ from store.timeparse import now_ms
 def refresh(
     db: sqlite_utils.Database, settings: Settings, t: int | None = None, *, stale: bool = False
 ) -> Evaluation:
-    """Evaluate every segment at `t` (default now) and store the result in one transaction.
+    """Evaluate every segment over the whole cache at `t` (default now) and store the result in
+    one transaction.
 
     Memberships are replaced; each entry and exit becomes a transition with its reason; a snapshot
     of every population is written at `t`, marked stale when `stale` is true.
@@ -25,69 +36,285 @@ def refresh(
     t = now_ms() if t is None else t
     started = time.perf_counter()
     started_at = now_ms()
+    covered_seq = _max_seq(db.conn)
     evaluation = evaluate(db.conn, settings, t)
-    record(db, evaluation, stale=stale, started_at=started_at,
-           duration_ms=int((time.perf_counter() - started) * 1000))
+    _store(db, evaluation, None, covered_seq, stale=stale, started_at=started_at, started=started)
     return evaluation
 
 
-def record(
+def refresh_incremental(
+    db: sqlite_utils.Database, settings: Settings, t: int | None = None, *, stale: bool = False
+) -> Evaluation:
+    """Re-evaluate only what can have changed since the last stored evaluation, and store it.
+
+    Re-evaluated users: those that new messages touched, those whose due time has come (an event
+    leaving a window, an idle or age threshold passing), those with a message that became visible
+    since the last evaluation, and those whose Power Users membership the new threshold can flip.
+    Accounts: those that new messages touched and those of the re-evaluated users. The result
+    equals a full `refresh` at `t`. Falls back to a full refresh when there is no earlier
+    evaluation or `t` is before it. Returns the partial evaluation (only re-evaluated entities).
+    """
+    t = now_ms() if t is None else t
+    started = time.perf_counter()
+    started_at = now_ms()
+    connection = db.conn
+    last = connection.execute(
+        "SELECT evaluated_at, power_threshold FROM evaluations ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if last is None or t < last[0]:
+        return refresh(db, settings, t, stale=stale)
+    previous_t, previous_threshold = last
+
+    covered_seq = _max_seq(connection)
+    dirty_accounts = _dirty_accounts(connection)
+    candidates = _changed_users(connection, previous_t, t)
+    users = load_user_facts(connection, settings, t, sorted(candidates))
+    context = _incremental_context(connection, settings, t, users)
+    if context.power_threshold != previous_threshold:
+        crossing = _threshold_crossers(connection, settings, t, previous_threshold, context.power_threshold)
+        extra = sorted(crossing - users.keys())
+        users.update(load_user_facts(connection, settings, t, extra))
+        candidates |= crossing
+
+    account_ids = dirty_accounts | _accounts_of(connection, users, previous_t, t)
+    accounts = _load_accounts(connection, settings, t, users, account_ids)
+    evaluation = _evaluate_entities(t, context, users, accounts)
+    _store(db, evaluation, (candidates, account_ids), covered_seq, stale=stale, started_at=started_at,
+           started=started)
+    return evaluation
+
+
+def _max_seq(connection) -> int:
+    return connection.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
+
+
+def _changed_users(connection, previous_t: int, t: int) -> set[str]:
+    changed = {row[0] for row in connection.execute("SELECT user_id FROM dirty_users")}
+    changed.update(row[0] for row in connection.execute("SELECT user_id FROM user_facts WHERE due_at <= ?", (t,)))
+    changed.update(row[0] for row in connection.execute(
+        "SELECT DISTINCT user_key FROM messages WHERE event_time > ? AND event_time <= ? AND user_key IS NOT NULL",
+        (previous_t, t),
+    ))
+    changed.update(row[0] for row in connection.execute(
+        "SELECT DISTINCT user_key FROM messages WHERE linked_at > ? AND linked_at <= ?", (previous_t, t)
+    ))
+    return changed
+
+
+def _incremental_context(connection, settings: Settings, t: int, users: dict[str, UserFacts]) -> Context:
+    """Build the context at `t` with the Power Users threshold over every active user: the fresh
+    facts of `users` and the stored facts of the others, which cannot have changed."""
+    since = t - settings.thresholds.power_window_days * DAY_MS
+    scores = [
+        score
+        for user_id, score in connection.execute(
+            "SELECT user_id, usage_score FROM user_facts WHERE last_active_at > ?", (since,)
+        )
+        if user_id not in users
+    ]
+    scores += [user.usage_score for user in users.values() if user.last_active_at is not None and user.last_active_at > since]
+    threshold, active = top_share_threshold(scores, settings)
+    return Context(t=t, settings=settings, power_threshold=threshold, active_users=active)
+
+
+def _threshold_crossers(connection, settings: Settings, t: int, old: int | None, new: int | None) -> set[str]:
+    """Return the active users whose Power Users membership a threshold change can flip."""
+    since = t - settings.thresholds.power_window_days * DAY_MS
+    bounds = [value for value in (old, new) if value is not None]
+    low = min(bounds)
+    high = max(bounds) if len(bounds) == 2 else None
+    query = "SELECT user_id FROM user_facts WHERE last_active_at > ? AND usage_score >= ?"
+    parameters: tuple = (since, low)
+    if high is not None:
+        query += " AND usage_score <= ?"
+        parameters += (high,)
+    return {row[0] for row in connection.execute(query, parameters)}
+
+
+def _dirty_accounts(connection) -> set[str]:
+    return {row[0] for row in connection.execute("SELECT account_id FROM dirty_accounts")}
+
+
+def _accounts_of(connection, users: dict[str, UserFacts], previous_t: int, t: int) -> set[str]:
+    """Return the accounts linked to `users` and those with a message that became visible in
+    (previous_t, t]."""
+    account_ids = {row[0] for row in connection.execute(
+        "SELECT DISTINCT group_id FROM messages WHERE event_time > ? AND event_time <= ? AND group_id IS NOT NULL",
+        (previous_t, t),
+    )}
+    if users:
+        account_ids.update(row[0] for row in connection.execute(
+            "SELECT DISTINCT group_id FROM messages WHERE group_id IS NOT NULL"
+            " AND user_key IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(list(users)).decode(),),
+        ))
+    return account_ids
+
+
+def _load_accounts(connection, settings: Settings, t: int, users: dict[str, UserFacts],
+                   account_ids: set[str]) -> dict[str, AccountFacts]:
+    """Load the facts of `account_ids`; teams of linked users not in `users` come from their
+    stored facts, which cannot have changed."""
+    if not account_ids:
+        return {}
+    linked = {
+        row[0] for row in connection.execute(
+            "SELECT DISTINCT user_key FROM messages WHERE user_key IS NOT NULL"
+            " AND group_id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(sorted(account_ids)).decode(),),
+        )
+    } - users.keys()
+    teams: dict[str, UserFacts] = dict(users)
+    for user_id, team in connection.execute(
+        "SELECT user_id, team FROM user_facts WHERE user_id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(sorted(linked)).decode(),),
+    ):
+        teams[user_id] = UserFacts(user_id=user_id, first_seen_at=0, team=team)
+    return load_account_facts(connection, settings, t, teams, sorted(account_ids))
+
+
+def _evaluate_entities(t: int, context: Context, users: dict[str, UserFacts],
+                       accounts: dict[str, AccountFacts]) -> Evaluation:
+    members: dict[str, list[str]] = {definition.name: [] for definition in seg.ALL_SEGMENTS}
+    stages: dict[str, str] = {}
+    for user_id in sorted(users):
+        stage, verdicts = evaluate_user(users[user_id], context)
+        stages[user_id] = stage
+        for name, verdict in verdicts.items():
+            if verdict.member:
+                members[name].append(user_id)
+    for account_id in sorted(accounts):
+        if expansion_ready(accounts[account_id], context).member:
+            members[seg.EXPANSION_READY].append(account_id)
+    return Evaluation(t=t, users=users, accounts=accounts, stages=stages, members=members, context=context)
+
+
+def _store(
     db: sqlite_utils.Database,
     evaluation: Evaluation,
+    scope: tuple[set[str], set[str]] | None,
+    covered_seq: int,
     *,
-    stale: bool = False,
-    started_at: int | None = None,
-    duration_ms: int = 0,
+    stale: bool,
+    started_at: int,
+    started: float,
 ) -> None:
-    """Store an evaluation's facts, memberships, transitions and snapshot in one transaction."""
+    """Store an evaluation in one transaction. `scope` is None for a full evaluation, else the
+    (user ids, account ids) it re-evaluated: only their rows change. `covered_seq` is the last
+    message seq that existed when the evaluation started: entities that later messages touched
+    stay dirty for the next pass."""
     connection = db.conn
     t = evaluation.t
     connection.execute("BEGIN IMMEDIATE")
     try:
         # The first evaluation of a cache records no transitions: nobody entered, they were found.
         first = connection.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 0
-        previous: dict[str, dict[str, int]] = {}
-        for segment, entity_id, since in connection.execute("SELECT segment, entity_id, since FROM memberships"):
-            previous.setdefault(segment, {})[entity_id] = since
-
-        rows = []
-        transitions = []
-        for definition in seg.ALL_SEGMENTS:
-            before = previous.get(definition.name, {})
-            now_members = evaluation.members.get(definition.name, [])
-            current = set(now_members)
-            for entity_id in now_members:
-                rows.append((definition.name, entity_id, before.get(entity_id, t)))
-                if entity_id not in before and not first:
-                    verdict = _verdict(evaluation, definition.name, entity_id)
-                    transitions.append((definition.name, entity_id, 1, t, _reason(verdict, entered=True)))
-            for entity_id in before.keys() - current:
-                verdict = _verdict(evaluation, definition.name, entity_id)
-                transitions.append((definition.name, entity_id, 0, t, _reason(verdict, entered=False)))
-
-        if first:
-            transitions = []
-        connection.execute("DELETE FROM memberships")
+        previous = _previous_memberships(connection, scope)
+        rows, transitions = _diff(evaluation, previous, scope, first)
+        if scope is None:
+            connection.execute("DELETE FROM memberships")
+            connection.execute("DELETE FROM user_facts")
+            connection.execute("DELETE FROM account_facts")
+        else:
+            users, accounts = scope
+            _delete_entities(connection, users, accounts)
         connection.executemany("INSERT INTO memberships (segment, entity_id, since) VALUES (?, ?, ?)", rows)
         connection.executemany(
             "INSERT INTO transitions (segment, entity_id, entered, at, reason) VALUES (?, ?, ?, ?, ?)",
             transitions,
         )
         _store_facts(connection, evaluation)
+        _clear_dirty(connection, scope, covered_seq)
+        populations = dict(connection.execute("SELECT segment, COUNT(*) FROM memberships GROUP BY segment"))
         connection.executemany(
             "INSERT OR REPLACE INTO snapshots (taken_at, segment, population, stale) VALUES (?, ?, ?, ?)",
-            [(t, name, population, int(stale)) for name, population in evaluation.populations().items()],
+            [(t, definition.name, populations.get(definition.name, 0), int(stale))
+             for definition in seg.ALL_SEGMENTS],
         )
-        max_seq = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
         connection.execute(
-            "INSERT INTO evaluations (evaluated_at, started_at, duration_ms, users, accounts, max_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (t, started_at or now_ms(), duration_ms, len(evaluation.users), len(evaluation.accounts), max_seq),
+            "INSERT INTO evaluations (evaluated_at, started_at, duration_ms, users, accounts, max_seq,"
+            " power_threshold, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (t, started_at, int((time.perf_counter() - started) * 1000), len(evaluation.users),
+             len(evaluation.accounts), covered_seq, evaluation.context.power_threshold,
+             "full" if scope is None else "incremental"),
         )
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def _previous_memberships(connection, scope) -> dict[str, dict[str, int]]:
+    previous: dict[str, dict[str, int]] = {}
+    if scope is None:
+        rows = connection.execute("SELECT segment, entity_id, since FROM memberships")
+    else:
+        users, accounts = scope
+        rows = connection.execute(
+            "SELECT segment, entity_id, since FROM memberships WHERE"
+            " (segment != :account_segment AND entity_id IN (SELECT value FROM json_each(:users)))"
+            " OR (segment = :account_segment AND entity_id IN (SELECT value FROM json_each(:accounts)))",
+            {"account_segment": seg.EXPANSION_READY, "users": orjson.dumps(sorted(users)).decode(),
+             "accounts": orjson.dumps(sorted(accounts)).decode()},
+        )
+    for segment, entity_id, since in rows:
+        previous.setdefault(segment, {})[entity_id] = since
+    return previous
+
+
+def _diff(evaluation: Evaluation, previous: dict[str, dict[str, int]], scope, first: bool):
+    rows = []
+    transitions = []
+    t = evaluation.t
+    for definition in seg.ALL_SEGMENTS:
+        before = previous.get(definition.name, {})
+        now_members = evaluation.members.get(definition.name, [])
+        for entity_id in now_members:
+            rows.append((definition.name, entity_id, before.get(entity_id, t)))
+            if entity_id not in before and not first:
+                verdict = _verdict(evaluation, definition.name, entity_id)
+                transitions.append((definition.name, entity_id, 1, t, _reason(verdict, entered=True)))
+        for entity_id in before.keys() - set(now_members):
+            verdict = _verdict(evaluation, definition.name, entity_id)
+            transitions.append((definition.name, entity_id, 0, t, _reason(verdict, entered=False)))
+    return rows, transitions
+
+
+def _delete_entities(connection, users: set[str], accounts: set[str]) -> None:
+    user_list = orjson.dumps(sorted(users)).decode()
+    account_list = orjson.dumps(sorted(accounts)).decode()
+    connection.execute(
+        "DELETE FROM memberships WHERE segment != ? AND entity_id IN (SELECT value FROM json_each(?))",
+        (seg.EXPANSION_READY, user_list),
+    )
+    connection.execute(
+        "DELETE FROM memberships WHERE segment = ? AND entity_id IN (SELECT value FROM json_each(?))",
+        (seg.EXPANSION_READY, account_list),
+    )
+    connection.execute("DELETE FROM user_facts WHERE user_id IN (SELECT value FROM json_each(?))", (user_list,))
+    connection.execute("DELETE FROM account_facts WHERE account_id IN (SELECT value FROM json_each(?))",
+                       (account_list,))
+
+
+def _clear_dirty(connection, scope, covered_seq: int) -> None:
+    """Mark the evaluated entities clean, except those touched by messages stored after the
+    evaluation started (another process may ingest meanwhile)."""
+    late = " AND {column} NOT IN (SELECT {source} FROM messages WHERE seq > :seq AND {source} IS NOT NULL)"
+    users_late = late.format(column="user_id", source="user_key")
+    accounts_late = late.format(column="account_id", source="group_id")
+    if scope is None:
+        connection.execute(f"DELETE FROM dirty_users WHERE 1 {users_late}", {"seq": covered_seq})
+        connection.execute(f"DELETE FROM dirty_accounts WHERE 1 {accounts_late}", {"seq": covered_seq})
+        return
+    users, accounts = scope
+    connection.execute(
+        f"DELETE FROM dirty_users WHERE user_id IN (SELECT value FROM json_each(:ids)) {users_late}",
+        {"ids": orjson.dumps(sorted(users)).decode(), "seq": covered_seq},
+    )
+    connection.execute(
+        f"DELETE FROM dirty_accounts WHERE account_id IN (SELECT value FROM json_each(:ids)) {accounts_late}",
+        {"ids": orjson.dumps(sorted(accounts)).decode(), "seq": covered_seq},
+    )
 
 
 def backfill(
@@ -157,22 +384,22 @@ def _show(value: object) -> str:
 
 
 def _store_facts(connection, evaluation: Evaluation) -> None:
-    connection.execute("DELETE FROM user_facts")
+    """Insert the facts of the evaluated users and accounts (their old rows are already gone)."""
+    context = evaluation.context
     connection.executemany(
         "INSERT INTO user_facts (user_id, email, name, account_id, lifecycle, signup_at, activated_at,"
-        " last_active_at, active_days_30, features_30, usage_score, cancelled_at, nps)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " last_active_at, active_days_30, features_30, usage_score, cancelled_at, nps, team, due_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 user.user_id, user.email, user.name, user.account_id, evaluation.stages[user.user_id],
                 user.signup_at, user.activated_at, user.last_active_at, user.active_days_30,
                 user.features_30, user.usage_score, user.cancelled_at,
-                None if user.nps_score is None else int(user.nps_score),
+                None if user.nps_score is None else int(user.nps_score), user.team, due_at(user, context),
             )
             for user in evaluation.users.values()
         ],
     )
-    connection.execute("DELETE FROM account_facts")
     settings: Settings = evaluation.context.settings
     rows = []
     for account in evaluation.accounts.values():
