@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from textual.widgets import DataTable, Input, Static
 from console.app import SegopsApp
 from console.app.screens.account import AccountScreen
 from console.app.screens.dashboard import DashboardScreen, SegmentTable
+from console.app.screens.event import EventScreen
 from console.app.screens.help import HelpScreen
 from console.app.screens.segment import MAX_PAGES, PAGE_SIZE, MembersTable, SegmentScreen
 from console.app.screens.user import UserScreen
@@ -116,9 +118,11 @@ async def settle(pilot) -> None:
 
 
 def screen_text(app: SegopsApp) -> str:
-    """Return what the terminal shows, as plain text, from an SVG screenshot."""
-    svg = app.export_screenshot()
-    return html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg))).replace("\xa0", " ")
+    """Return what the terminal shows, one line per row, read from an SVG screenshot."""
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for x, y, text in re.findall(r'<text[^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', app.export_screenshot()):
+        rows.setdefault(float(y), []).append((float(x), html.unescape(text).replace("\xa0", " ")))
+    return "\n".join("".join(text for _, text in sorted(row)) for _, row in sorted(rows.items()))
 
 
 def cell(table: DataTable, row: str, column: str) -> str:
@@ -328,6 +332,13 @@ async def test_filter_narrows_members(small_cache):
         await settle(pilot)
         assert members(table) == [ESCAPE_ID, MARKUP_ID]
 
+        # Typed into the filter, q and ? are text, not the quit and help keys.
+        await pilot.press("slash", "ctrl+u", *"q?", "enter")
+        await settle(pilot)
+        assert app.return_code is None
+        assert isinstance(app.screen, SegmentScreen)
+        assert app.screen.text == "q?"
+
         await pilot.press("slash", "ctrl+u", *"nothing-like-this", "enter")
         await settle(pilot)
         assert members(table) == []
@@ -395,6 +406,25 @@ async def test_paging_keeps_a_window_of_pages_while_scrolling(large_cache):
         assert table.row_count <= MAX_PAGES * PAGE_SIZE
 
 
+async def test_query_failure_shows_an_error(small_cache, monkeypatch):
+    def broken_page(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("console.app.screens.segment.members_page", broken_page)
+    path, _ = small_cache
+    app = make_app(path)
+    shown: list[tuple[str, dict]] = []
+    monkeypatch.setattr(app, "notify", lambda message, **options: shown.append((message, options)))
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_segment(seg.NEW, ("Dashboard",))
+        await settle(pilot)
+        assert shown == [("OperationalError: disk I/O error",
+                          {"title": "member page query failed", "severity": "error", "markup": False,
+                           "timeout": 10})]
+        assert isinstance(app.screen, SegmentScreen)
+        assert "loading failed" in str(app.screen.query_one("#segment-header", Static).content)
+
+
 async def test_account_segment_rows_open_the_account_screen(small_cache):
     path, _ = small_cache
     app = make_app(path)
@@ -433,7 +463,16 @@ async def test_markup_and_control_characters_in_cdp_strings_show_literally(small
         assert "[blink]Evil Event[/]" in [str(value) for value in events.get_column("event")]
         shown = screen_text(app)
         assert MARKUP_ID in shown and "[blink]Evil Event[/]" in shown
-        await pilot.press("escape")
+
+        events.focus()
+        events.move_cursor(row=[str(value) for value in events.get_column("event")].index("[blink]Evil Event[/]"))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EventScreen)
+        payload = str(app.screen.query_one("#event-payload", Static).content)
+        assert '"event": "[blink]Evil Event[/]"' in payload
+        assert "[blink]Evil Event[/]" in screen_text(app)
+        await pilot.press("escape", "escape")
 
         table.move_cursor(row=members(table).index(ESCAPE_ID))
         await pilot.press("enter")
@@ -549,7 +588,7 @@ async def test_sync_from_demo_cdp_updates_populations(tmp_path):
             assert await wait_for(pilot, lambda: cell(lifecycle, seg.NEW, "population") == "45")
             status = str(app.screen.query_one(StatusLine).content)
             assert f"source {server.url}" in status
-            assert "ok:" in status
+            assert "ok in" in status
             assert state.error is None
     finally:
         server.stop()

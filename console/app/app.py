@@ -67,6 +67,16 @@ class SyncFinished(Message):
         self.backfilling = backfilling
 
 
+class SyncFailed(Message):
+    """The sync worker stopped on an error; `error` is the message to show."""
+
+    def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__()
+        self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
 class BackfillProgressed(Message):
     """The sync worker computed the snapshot of one more past day."""
 
@@ -86,16 +96,6 @@ class BackfillFinished(Message):
 
 class _Stopped(Exception):
     """Raised from a progress callback to end a backfill when the app exits."""
-
-
-class SyncFailed(Message):
-    """The sync worker stopped on an error; `error` is the message to show."""
-
-    def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__()
-        self.error = error
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 def display_url(url: str | None) -> str | None:
@@ -259,7 +259,7 @@ class SegopsApp(App[None]):
             self.start_sync()
         return True
 
-    @work(thread=True, exclusive=True, group="sync", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="sync", exit_on_error=False, name="sync")
     def _sync(self) -> None:
         worker = get_current_worker()
         db = None
@@ -357,9 +357,12 @@ class SegopsApp(App[None]):
             dashboard.sync_changed(ended)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Turn any worker's unexpected failure into one visible error."""
         if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            logger.error("worker %s failed", event.worker.name, exc_info=error)
-            self.notify(f"{type(error).__name__}: {clean(error)}", title=f"{event.worker.name} failed",
-                        severity="error", markup=False, timeout=10)
+            self.show_worker_error(event.worker)
+
+    def show_worker_error(self, worker: Worker) -> None:
+        """Log a worker's unexpected failure and show it as an error notification."""
+        error = worker.error
+        logger.error("worker %s failed", worker.name, exc_info=error)
+        self.notify(f"{type(error).__name__}: {clean(error)}", title=f"{worker.name} failed",
+                    severity="error", markup=False, timeout=10)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from console.app.screens.base import ConsoleScreen
 from console.app.widgets.explanation import verdict_text
-from console.app.widgets.text import clean, moment, number, plain
+from console.app.widgets.text import moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_account
 from store.queries import account_detail, account_members
-
-if TYPE_CHECKING:
-    from console.app.app import SegopsApp
 
 MEMBER_LIMIT = 200
 BAR_WIDTH = 20
@@ -53,18 +48,14 @@ class MemberTable(DataTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open user", id="account.open")]
 
 
-class AccountScreen(Screen):
+class AccountScreen(ConsoleScreen):
     """One account."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="account.back")]
 
-    app: SegopsApp
-
     def __init__(self, account_id: str, crumbs: tuple[str, ...]) -> None:
-        super().__init__()
+        super().__init__((*crumbs, account_id))
         self.account_id = account_id
-        self.crumbs = (*crumbs, account_id)
-        self.sub_title = " › ".join(clean(crumb) for crumb in self.crumbs)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -161,7 +152,7 @@ class AccountScreen(Screen):
                 key=member["id"],
             )
 
-    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False, name="explanation")
     def explain(self, t: int) -> None:
         with self.app.reader() as connection:
             verdict = explain_account(connection, self.app.settings, t, self.account_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on, work
@@ -11,23 +10,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from console.app.screens.base import ConsoleScreen
 from console.app.widgets.sparkline import sparkline
 from console.app.widgets.status import StatusLine, feed_is_stale
-from console.app.widgets.text import change, number
+from console.app.widgets.text import change, count, number
 from store import segments as seg
 from store.queries import CacheStatus, SegmentRow, cache_status, segment_rows
-
-if TYPE_CHECKING:
-    from console.app.app import SegopsApp
 
 TREND_WIDTH = 30
 PROGRESS_RELOAD_SECONDS = 3.0
 COLUMNS = (
     ("segment", "Segment", 26),
-    ("population", "Population", 20),
+    ("population", "Population", 14),
     ("prev", "Δ prev", 9),
     ("day", "Δ 24h", 9),
     ("week", "Δ 7d", 9),
@@ -72,7 +68,7 @@ class SegmentTable(DataTable):
             row = rows.get(definition.name)
             if row is None:
                 continue
-            population = _population(row, stale) if evaluated else Text("not evaluated yet", style="dim")
+            population = _population(row, stale) if evaluated else Text("not evaluated", style="dim")
             self.update_cell(definition.name, "population", population)
             self.update_cell(definition.name, "prev", change(
                 None if row.previous is None else row.population - row.previous))
@@ -88,19 +84,16 @@ def _population(row: SegmentRow, stale: bool) -> Text:
     return Text(number(row.population), style="bold")
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(ConsoleScreen):
     """The first screen: lifecycle and behavioral panels over the status line."""
 
     BINDINGS = [Binding("r", "refresh", "Refresh", id="dashboard.refresh")]
 
-    app: SegopsApp
-
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(("Dashboard",))
         self.status: CacheStatus | None = None
         # time.monotonic() of the latest load, which counts every message in the cache.
         self._loaded_at = 0.0
-        self.sub_title = "Dashboard"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,7 +126,7 @@ class DashboardScreen(Screen):
         self._loaded_at = time.monotonic()
         self._query()
 
-    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False, name="dashboard query")
     def _query(self) -> None:
         # cache_status counts every message, too slow for the UI thread on a large cache.
         with self.app.reader() as connection:
@@ -167,7 +160,7 @@ class DashboardScreen(Screen):
                 ("⟳ computing past daily snapshots for the trends ", "bold"), f"{done:,} of {total:,} days"))
         elif progress.display:
             progress.update(Text.assemble(
-                ("⟳ syncing ", "bold"), f"{state.pages:,} pages, {state.read:,} messages read so far"))
+                ("⟳ syncing ", "bold"), f"{count(state.pages, 'page')}, {count(state.read, 'message')} read so far"))
 
     def sync_changed(self, ended: bool) -> None:
         """Show a new sync state, and re-read the cache when a sync ended, failed or not.

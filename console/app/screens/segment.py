@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
 
-from console.app.widgets.text import clean, moment, number, plain
+from console.app.screens.base import ConsoleScreen
+from console.app.widgets.text import moment, number, plain
 from store import segments as seg
 from store.queries import ACCOUNT_SORTS, USER_SORTS, MemberPage, member_count, members_page
-
-if TYPE_CHECKING:
-    from console.app.app import SegopsApp
 
 PAGE_SIZE = 100
 # Pages kept in the table at once: the table is a window on the segment, never a copy of it.
@@ -80,7 +76,7 @@ class MembersTable(DataTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="segment.open")]
 
 
-class SegmentScreen(Screen):
+class SegmentScreen(ConsoleScreen):
     """A segment's members. Enter opens a member: a user, or an account for account segments."""
 
     BINDINGS = [
@@ -92,13 +88,9 @@ class SegmentScreen(Screen):
 
     AUTO_FOCUS = "#members"
 
-    app: SegopsApp
-
     def __init__(self, segment: str, crumbs: tuple[str, ...]) -> None:
-        super().__init__()
+        super().__init__((*crumbs, segment))
         self.definition = seg.BY_NAME[segment]
-        self.crumbs = (*crumbs, segment)
-        self.sub_title = " › ".join(clean(crumb) for crumb in self.crumbs)
         accounts = self.definition.entity == "account"
         columns = ACCOUNT_COLUMNS if accounts else USER_COLUMNS
         # Every member of a lifecycle segment has that stage, so its column would only repeat it.
@@ -114,6 +106,7 @@ class SegmentScreen(Screen):
         self._window: list[LoadedPage] = []
         self._generation = 0
         self._loading = False
+        self._failed = False
         self._filter_timer = None
 
     def compose(self) -> ComposeResult:
@@ -135,6 +128,7 @@ class SegmentScreen(Screen):
         self._starts = [None]
         self._window = []
         self._loading = True
+        self._failed = False
         self._show_header()
         self._fetch(self._generation, 0, None, self._query(), count=self.population is None)
 
@@ -147,7 +141,7 @@ class SegmentScreen(Screen):
     def _query(self) -> dict:
         return {"sort": self.sort, "descending": self.descending, "text": self.text or None}
 
-    @work(thread=True, group="members", exit_on_error=False)
+    @work(thread=True, group="members", exit_on_error=False, name="member page query")
     def _fetch(self, generation: int, index: int, after: tuple | None, query: dict, count: bool) -> None:
         # A sort over a large segment can take longer than a frame, so pages load off the UI thread.
         with self.app.reader() as connection:
@@ -227,6 +221,14 @@ class SegmentScreen(Screen):
         if column in NUMBER_COLUMNS:
             return Text(number(value), justify="right", end="")
         return plain(value)
+
+    @on(Worker.StateChanged)
+    def page_failed(self, event: Worker.StateChanged) -> None:
+        # ConsoleScreen shows the error itself; here the header stops saying "loading…".
+        if event.state == WorkerState.ERROR and event.worker.group == "members":
+            self._loading = False
+            self._failed = True
+            self._show_header()
 
     @on(DataTable.RowHighlighted, "#members")
     def load_near_edges(self, event: DataTable.RowHighlighted) -> None:
@@ -339,6 +341,8 @@ class SegmentScreen(Screen):
         self.query_one("#segment-header", Static).update(header)
 
     def _window_text(self) -> str:
+        if self._failed and not self._window:
+            return "loading failed"
         if self._loading and not self._window:
             return "loading…"
         rows = sum(len(loaded.page.rows) for loaded in self._window)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import orjson
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from console.app.screens.event import EventScreen
+from console.app.screens.base import ConsoleScreen
 from console.app.widgets.explanation import verdicts_text
-from console.app.widgets.text import clean, moment, number, plain
+from console.app.widgets.text import moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_user
 from store.queries import user_detail, user_events, user_transitions
-
-if TYPE_CHECKING:
-    from console.app.app import SegopsApp
 
 EVENT_LIMIT = 50
 
@@ -59,7 +55,13 @@ def event_label(event: dict) -> str:
     return ""
 
 
-class UserScreen(Screen):
+class EventTable(DataTable):
+    """The user's latest events; Enter shows one whole."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Show event", id="user.event")]
+
+
+class UserScreen(ConsoleScreen):
     """One user. `a` opens the user's account."""
 
     BINDINGS = [
@@ -67,14 +69,12 @@ class UserScreen(Screen):
         Binding("a", "open_account", "Account", id="user.account"),
     ]
 
-    app: SegopsApp
-
     def __init__(self, user_id: str, crumbs: tuple[str, ...]) -> None:
-        super().__init__()
+        super().__init__((*crumbs, user_id))
         self.user_id = user_id
-        self.crumbs = (*crumbs, user_id)
-        self.sub_title = " › ".join(clean(crumb) for crumb in self.crumbs)
         self.account_id: str | None = None
+        # message id -> (title, payload) of each event in the table, for the event modal.
+        self._payloads: dict[str, tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -92,7 +92,7 @@ class UserScreen(Screen):
                 yield DataTable(id="transitions", cursor_type="row", zebra_stripes=True)
             with Vertical(classes="pane") as pane:
                 pane.border_title = f"Last {EVENT_LIMIT} events"
-                yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+                yield EventTable(id="events", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -176,9 +176,12 @@ class UserScreen(Screen):
         for key, label in (("time", "Time (UTC)"), ("type", "Type"), ("event", "Event")):
             table.add_column(label, key=key)
         for event in events:
-            table.add_row(moment(event["event_time"]), plain(event["type"]), plain(event_label(event)))
+            label = event_label(event)
+            key = event["message_id"]
+            self._payloads[key] = (f"{event['type']} {label} at {moment(event['event_time'])}", event["payload"])
+            table.add_row(moment(event["event_time"]), plain(event["type"]), plain(label), key=key)
 
-    @work(thread=True, exclusive=True, group="explain", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="explain", exit_on_error=False, name="explanation")
     def explain(self, t: int) -> None:
         # explain_user reads every user's facts, because the Power Users threshold depends on them all.
         with self.app.reader() as connection:
@@ -194,6 +197,11 @@ class UserScreen(Screen):
             order = [definition.name for definition in seg.ALL_SEGMENTS if definition.entity == "user"]
             text = verdicts_text(message.verdicts, order)
         self.query_one("#explanation", Static).update(text)
+
+    @on(DataTable.RowSelected, "#events")
+    def open_event(self, event: DataTable.RowSelected) -> None:
+        title, payload = self._payloads[str(event.row_key.value)]
+        self.app.push_screen(EventScreen(title, payload))
 
     def action_open_account(self) -> None:
         if self.account_id is None:

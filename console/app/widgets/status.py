@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from console.app.widgets.text import age, clean, moment, number
+from console.app.widgets.text import age, clean, count, moment, number
 from console.sync import SyncReport
 from store.queries import CacheStatus, lag_ms
 
@@ -63,7 +63,7 @@ class StatusLine(Static):
         else:
             line.append(clean(state.source), style="bold")
             if state.running:
-                line.append("  ⟳ syncing", style="yellow")
+                line.append("  ⟳ backfilling" if state.backfill is not None else "  ⟳ syncing", style="yellow")
         line.append("  │  ", style="dim")
 
         if state.failed:
@@ -77,12 +77,13 @@ class StatusLine(Static):
             result = report.result
             line.append("last sync ", style="dim")
             line.append(f"{moment(state.finished_at)} ({age(now - state.finished_at)} ago)")
-            line.append(" ok: ", style="green")
-            line.append(
-                f"{report.pages:,} pages, {result.read:,} read, {result.stored:,} new,"
-                f" {result.duplicates:,} duplicates, {result.quarantined:,} quarantined"
-                f" in {report.seconds:.1f} s"
-            )
+            line.append(" ok", style="green")
+            line.append(f" in {report.seconds:.1f} s: {count(report.pages, 'page')}, {result.read:,} read,"
+                        f" {result.stored:,} new")
+            # The cache line below counts both over all syncs; here they show only when this one had some.
+            for total, label in ((result.duplicates, "duplicates"), (result.quarantined, "quarantined")):
+                if total:
+                    line.append(f", {total:,} {label}", style="yellow")
         else:
             line.append_text(self._stored_sync(status, now))
         return line
@@ -116,14 +117,14 @@ class StatusLine(Static):
         lag = lag_ms(status, now)
         line.append("lag ", style="dim")
         line.append("no messages yet" if lag is None else age(lag))
-        for label, count in (
+        for label, total in (
             ("messages cached", status.messages),
             ("quarantined", status.quarantined),
             ("duplicates", status.duplicates),
         ):
             line.append("  │  ", style="dim")
-            style = "yellow" if label == "quarantined" and count else ""
-            line.append(number(count), style=style or "bold")
+            style = "yellow" if label == "quarantined" and total else ""
+            line.append(number(total), style=style or "bold")
             line.append(f" {label}", style="dim")
         if status.evaluated_at is not None:
             line.append("  │  ", style="dim")

@@ -43,6 +43,11 @@ def number(value: int | float | None) -> str:
     return f"{int(value):,}"
 
 
+def count(value: int, noun: str) -> str:
+    """Format a count with its noun, plural unless the count is 1: "1 page", "1,200 pages"."""
+    return f"{value:,} {noun}" if value == 1 else f"{value:,} {noun}s"
+
+
 def change(value: int | None) -> Text:
     """Format a population change as signed text: green for a rise, red for a fall."""
     if value is None:
