@@ -53,10 +53,6 @@ class Verdict:
         }
 
 
-def _all(conditions: list[Condition]) -> Verdict:
-    return Verdict(all(condition.passed for condition in conditions), conditions, "all")
-
-
 def _any(conditions: list[Condition]) -> Verdict:
     return Verdict(any(condition.passed for condition in conditions), conditions, "any")
 
@@ -109,183 +105,229 @@ def top_share_threshold(scores: list[int], settings: Settings) -> tuple[int | No
 # --- user rules ---------------------------------------------------------------------------------
 
 
-def _cancelled(user: UserFacts) -> Condition:
-    return Condition("cancelled", format_ms(user.cancelled_at) or None, "cancellation event or status trait",
-                     user.cancelled_at is not None)
+@dataclass(slots=True)
+class Signals:
+    """Every condition of the user rules for one user at T, each computed once.
+
+    Membership (`classify`) and explanation (`evaluate_user`) both read these same booleans, so a
+    membership and its explanation cannot disagree.
+    """
+
+    cancelled: bool
+    signed_up: bool
+    activated: bool
+    # No activity in the retention window: last activity at or before T - 14 days, or none.
+    idle_retention: bool
+    active_power_window: bool
+    power_score: bool
+    few_features: bool
+    # No activity for the churn window, counted from signup when never active.
+    churn_idle: bool
+    idle_after_activation: bool
+    declining: bool
+    low_nps: bool
+    churn_signal: bool
+    advocate: bool
+    new: bool
+    established: bool
 
 
-def _not_cancelled(user: UserFacts) -> Condition:
-    return Condition("not cancelled", format_ms(user.cancelled_at) or None, "no cancellation",
-                     user.cancelled_at is None)
-
-
-def _idle_for(user: UserFacts, context: Context, days: int) -> Condition:
-    """No activity for `days` days: last activity at or before T - days, or none at all."""
-    last = user.last_active_at
-    passed = last is None or last <= context.ago(days)
-    return Condition("days since last activity", days_since(context.t, last), f">= {days} (or never active)",
-                     passed)
-
-
-def _active_within(user: UserFacts, context: Context, days: int) -> Condition:
-    last = user.last_active_at
-    passed = last is not None and last > context.ago(days)
-    return Condition("days since last activity", days_since(context.t, last), f"< {days}", passed)
-
-
-def not_yet_activated(user: UserFacts, context: Context) -> Verdict:
-    """Signed up, never activated, not cancelled."""
-    return _all([
-        Condition("signed up", format_ms(user.signup_at) or None, "has a signup time", user.signup_at is not None),
-        Condition("activated", format_ms(user.activated_at) or None, "never", user.activated_at is None),
-        _not_cancelled(user),
-    ])
-
-
-def activated_not_retained(user: UserFacts, context: Context) -> Verdict:
-    """Activated, no activity in the retention window, not cancelled."""
-    days = context.settings.thresholds.retention_idle_days
-    return _all([
-        Condition("activated", format_ms(user.activated_at) or None, "activated", user.activated_at is not None),
-        _idle_for(user, context, days),
-        _not_cancelled(user),
-    ])
-
-
-def power_user(user: UserFacts, context: Context) -> Verdict:
-    """Active in the window and a usage score in the top share of active users (ties in, score > 0)."""
+def signals(user: UserFacts, context: Context) -> Signals:
+    """Compute every condition of the user rules for one user."""
     thresholds = context.settings.thresholds
-    threshold = context.power_threshold
+    t = context.t
+    day = DAY_MS
+    last = user.last_active_at
+    signup = user.signup_at
     score = user.usage_score
-    share = f"{thresholds.power_top_share:.0%}"
-    return _all([
-        _active_within(user, context, thresholds.power_window_days),
-        Condition(
-            "usage score",
-            score,
-            f">= {threshold} (top {share} of {context.active_users} active users) and > 0",
-            threshold is not None and score >= threshold and score > 0,
-        ),
-    ])
-
-
-def below_threshold(user: UserFacts, context: Context) -> Verdict:
-    """Active in the recent window and fewer core features than the threshold."""
-    thresholds = context.settings.thresholds
-    return _all([
-        _active_within(user, context, thresholds.retention_idle_days),
-        Condition("core features used in 30 days", user.features_30, f"< {thresholds.below_threshold_features}",
-                  user.features_30 < thresholds.below_threshold_features),
-    ])
-
-
-def churned(user: UserFacts, context: Context) -> Verdict:
-    """Cancelled, or no activity for the churn window (from signup when never active)."""
-    days = context.settings.thresholds.churn_idle_days
-    if user.last_active_at is None:
-        signup = user.signup_at
-        idle = Condition("days since signup (never active)", days_since(context.t, signup), f">= {days}",
-                         signup is not None and signup <= context.ago(days))
-    else:
-        idle = _idle_for(user, context, days)
-    return _any([_cancelled(user), idle])
-
-
-def at_risk(user: UserFacts, context: Context) -> Verdict:
-    """Any churn signal: idle after activation, declining active days, low NPS, a churn-signal event."""
-    thresholds = context.settings.thresholds
-    last = user.last_active_at
-    idle = (
-        user.activated_at is not None
-        and last is not None
-        and context.ago(thresholds.churn_idle_days) < last <= context.ago(thresholds.at_risk_idle_days)
-    )
+    threshold = context.power_threshold
     previous = user.previous_active_days
-    recent = user.recent_active_days
-    declining = previous >= thresholds.decline_min_days and recent < thresholds.decline_ratio * previous
-    low_nps = _nps_within(user, context, thresholds.at_risk_nps_window_days)
-    window = thresholds.decline_window_days
-    return _any([
-        Condition(
-            "activated and days since last activity",
-            days_since(context.t, last) if user.activated_at is not None else None,
-            f"in [{thresholds.at_risk_idle_days}, {thresholds.churn_idle_days}) after activation",
-            idle,
+    nps_at = user.nps_at
+    nps = user.nps_score
+    if last is None:
+        churn_idle = signup is not None and signup <= t - thresholds.churn_idle_days * day
+    else:
+        churn_idle = last <= t - thresholds.churn_idle_days * day
+    low_nps = (nps_at is not None and nps_at > t - thresholds.at_risk_nps_window_days * day
+               and nps <= thresholds.at_risk_nps_max)
+    high_nps = (nps_at is not None and nps_at > t - thresholds.champion_nps_window_days * day
+                and nps >= thresholds.champion_nps_min)
+    return Signals(
+        cancelled=user.cancelled_at is not None,
+        signed_up=signup is not None,
+        activated=user.activated_at is not None,
+        idle_retention=last is None or last <= t - thresholds.retention_idle_days * day,
+        active_power_window=last is not None and last > t - thresholds.power_window_days * day,
+        power_score=threshold is not None and score >= threshold and score > 0,
+        few_features=user.features_30 < thresholds.below_threshold_features,
+        churn_idle=churn_idle,
+        idle_after_activation=(
+            user.activated_at is not None and last is not None
+            and t - thresholds.churn_idle_days * day < last <= t - thresholds.at_risk_idle_days * day
         ),
-        Condition(
-            f"active days, last {window} vs previous {window}",
-            f"{recent} vs {previous}",
-            f"< {thresholds.decline_ratio:g} x previous, previous >= {thresholds.decline_min_days}",
-            declining,
-        ),
-        Condition(
-            f"latest NPS in {thresholds.at_risk_nps_window_days} days",
-            low_nps,
-            f"<= {thresholds.at_risk_nps_max}",
-            low_nps is not None and low_nps <= thresholds.at_risk_nps_max,
-        ),
-        Condition(
-            f"churn-signal events in {thresholds.churn_signal_window_days} days",
-            user.churn_signals_30,
-            ">= 1",
-            user.churn_signals_30 >= 1,
-        ),
-    ])
-
-
-def champion(user: UserFacts, context: Context, is_power_user: bool) -> Verdict:
-    """High engagement and advocacy: (Power User or many active days) and (high NPS or referrals)."""
-    thresholds = context.settings.thresholds
-    nps = _nps_within(user, context, thresholds.champion_nps_window_days)
-    engaged = is_power_user or user.active_days_30 >= thresholds.champion_active_days
-    advocate = (nps is not None and nps >= thresholds.champion_nps_min) or (
-        user.referrals_90 >= thresholds.champion_referrals
+        declining=(previous >= thresholds.decline_min_days
+                   and user.recent_active_days < thresholds.decline_ratio * previous),
+        low_nps=low_nps,
+        churn_signal=user.churn_signals_30 >= 1,
+        advocate=high_nps or user.referrals_90 >= thresholds.champion_referrals,
+        new=signup is not None and signup > t - thresholds.new_days * day,
+        established=(signup is not None
+                     and t - thresholds.established_days * day < signup <= t - thresholds.new_days * day),
     )
-    return _all([
-        Condition(
-            "Power User or active days in 30",
-            f"{'Power User, ' if is_power_user else ''}{user.active_days_30} active days",
-            f"Power User or >= {thresholds.champion_active_days}",
-            engaged,
-        ),
-        Condition(
-            f"NPS in {thresholds.champion_nps_window_days} days or referrals in {thresholds.referral_window_days}",
-            f"NPS {_format_score(nps)}, {user.referrals_90} referrals",
-            f"NPS >= {thresholds.champion_nps_min} or >= {thresholds.champion_referrals} referrals",
-            advocate,
-        ),
-    ])
 
 
-def new(user: UserFacts, context: Context) -> Verdict:
-    """Signed up in the last `new_days` days."""
-    days = context.settings.thresholds.new_days
-    signup = user.signup_at
-    return _all([
-        Condition("days since signup", days_since(context.t, signup), f"< {days}",
-                  signup is not None and signup > context.ago(days)),
-    ])
+def _is_power_user(s: Signals) -> bool:
+    return s.active_power_window and s.power_score
 
 
-def established(user: UserFacts, context: Context) -> Verdict:
-    """Signed up between `new_days` and `established_days` days ago."""
+def _is_engaged(s: Signals, user: UserFacts, context: Context) -> bool:
+    return _is_power_user(s) or user.active_days_30 >= context.settings.thresholds.champion_active_days
+
+
+# Membership of each behavioral user segment, from the signals.
+BEHAVIORAL_RULES = {
+    seg.NOT_YET_ACTIVATED: lambda s: s.signed_up and not s.activated and not s.cancelled,
+    seg.ACTIVATED_NOT_RETAINED: lambda s: s.activated and s.idle_retention and not s.cancelled,
+    seg.POWER_USERS: _is_power_user,
+    seg.BELOW_THRESHOLD: lambda s: not s.idle_retention and s.few_features,
+}
+
+
+def _stage(s: Signals, user: UserFacts, context: Context) -> str:
+    """Return the lifecycle stage: the first of Churned, At-Risk, Champion, New, Established that
+    matches, else Unstaged."""
+    if s.cancelled or s.churn_idle:
+        return seg.CHURNED
+    if s.idle_after_activation or s.declining or s.low_nps or s.churn_signal:
+        return seg.AT_RISK
+    if _is_engaged(s, user, context) and s.advocate:
+        return seg.CHAMPION
+    if s.new:
+        return seg.NEW
+    if s.established:
+        return seg.ESTABLISHED
+    return seg.UNSTAGED
+
+
+def classify(user: UserFacts, context: Context) -> tuple[str, list[str]]:
+    """Return the user's lifecycle stage and the behavioral user segments it is in."""
+    s = signals(user, context)
+    return _stage(s, user, context), [name for name, rule in BEHAVIORAL_RULES.items() if rule(s)]
+
+
+def _time(moment: int | None) -> str | None:
+    return format_ms(moment) or None
+
+
+def evaluate_user(user: UserFacts, context: Context) -> tuple[str, dict[str, Verdict]]:
+    """Explain every user segment for one user: return the lifecycle stage and, per segment, the
+    verdict with each condition's value, threshold and result.
+
+    Membership comes from the same `signals` as `classify`. A lifecycle stage after the one that
+    took the user carries a first condition naming that stage.
+    """
+    s = signals(user, context)
     thresholds = context.settings.thresholds
-    signup = user.signup_at
-    return _all([
-        Condition(
-            "days since signup",
-            days_since(context.t, signup),
-            f"in [{thresholds.new_days}, {thresholds.established_days})",
-            signup is not None and context.ago(thresholds.established_days) < signup <= context.ago(thresholds.new_days),
-        ),
-    ])
+    t = context.t
+    last_days = days_since(t, user.last_active_at)
+    not_cancelled = Condition("not cancelled", _time(user.cancelled_at), "no cancellation", not s.cancelled)
+    share = f"{thresholds.power_top_share:.0%}"
+    window = thresholds.decline_window_days
+    nps_low = user.nps_score if user.nps_at is not None and user.nps_at > context.ago(
+        thresholds.at_risk_nps_window_days) else None
+    nps_high = user.nps_score if user.nps_at is not None and user.nps_at > context.ago(
+        thresholds.champion_nps_window_days) else None
+    never_active = user.last_active_at is None
+
+    conditions = {
+        seg.NOT_YET_ACTIVATED: [
+            Condition("signed up", _time(user.signup_at), "has a signup time", s.signed_up),
+            Condition("activated", _time(user.activated_at), "never", not s.activated),
+            not_cancelled,
+        ],
+        seg.ACTIVATED_NOT_RETAINED: [
+            Condition("activated", _time(user.activated_at), "activated", s.activated),
+            Condition("days since last activity", last_days,
+                      f">= {thresholds.retention_idle_days} (or never active)", s.idle_retention),
+            not_cancelled,
+        ],
+        seg.POWER_USERS: [
+            Condition("days since last activity", last_days, f"< {thresholds.power_window_days}",
+                      s.active_power_window),
+            Condition("usage score", user.usage_score,
+                      f">= {context.power_threshold} (top {share} of {context.active_users} active users) and > 0",
+                      s.power_score),
+        ],
+        seg.BELOW_THRESHOLD: [
+            Condition("days since last activity", last_days, f"< {thresholds.retention_idle_days}",
+                      not s.idle_retention),
+            Condition("core features used in 30 days", user.features_30,
+                      f"< {thresholds.below_threshold_features}", s.few_features),
+        ],
+        seg.CHURNED: [
+            Condition("cancelled", _time(user.cancelled_at), "cancellation event or status trait", s.cancelled),
+            Condition("days since signup (never active)" if never_active else "days since last activity",
+                      days_since(t, user.signup_at) if never_active else last_days,
+                      f">= {thresholds.churn_idle_days}", s.churn_idle),
+        ],
+        seg.AT_RISK: [
+            Condition("activated and days since last activity", last_days if s.activated else None,
+                      f"in [{thresholds.at_risk_idle_days}, {thresholds.churn_idle_days}) after activation",
+                      s.idle_after_activation),
+            Condition(f"active days, last {window} vs previous {window}",
+                      f"{user.recent_active_days} vs {user.previous_active_days}",
+                      f"< {thresholds.decline_ratio:g} x previous, previous >= {thresholds.decline_min_days}",
+                      s.declining),
+            Condition(f"latest NPS in {thresholds.at_risk_nps_window_days} days", nps_low,
+                      f"<= {thresholds.at_risk_nps_max}", s.low_nps),
+            Condition(f"churn-signal events in {thresholds.churn_signal_window_days} days",
+                      user.churn_signals_30, ">= 1", s.churn_signal),
+        ],
+        seg.CHAMPION: [
+            Condition("Power User or active days in 30",
+                      f"{'Power User, ' if _is_power_user(s) else ''}{user.active_days_30} active days",
+                      f"Power User or >= {thresholds.champion_active_days}", _is_engaged(s, user, context)),
+            Condition(f"NPS in {thresholds.champion_nps_window_days} days or referrals in "
+                      f"{thresholds.referral_window_days}",
+                      f"NPS {_format_score(nps_high)}, {user.referrals_90} referrals",
+                      f"NPS >= {thresholds.champion_nps_min} or >= {thresholds.champion_referrals} referrals",
+                      s.advocate),
+        ],
+        seg.NEW: [
+            Condition("days since signup", days_since(t, user.signup_at), f"< {thresholds.new_days}", s.new),
+        ],
+        seg.ESTABLISHED: [
+            Condition("days since signup", days_since(t, user.signup_at),
+                      f"in [{thresholds.new_days}, {thresholds.established_days})", s.established),
+        ],
+    }
+    verdicts: dict[str, Verdict] = {
+        name: Verdict(rule(s), conditions[name], "all") for name, rule in BEHAVIORAL_RULES.items()
+    }
+    stage = _stage(s, user, context)
+    for definition in seg.LIFECYCLE[:-1]:
+        name = definition.name
+        combine = "any" if name in (seg.CHURNED, seg.AT_RISK) else "all"
+        earlier = _earlier_stage(name, stage)
+        if earlier is not None:
+            verdicts[name] = Verdict(False, [Condition("earlier lifecycle stage", earlier, "none", False),
+                                            *conditions[name]], combine)
+        else:
+            verdicts[name] = Verdict(name == stage, conditions[name], combine)
+    verdicts[seg.UNSTAGED] = Verdict(
+        stage == seg.UNSTAGED,
+        [Condition("lifecycle stage", stage if stage != seg.UNSTAGED else "none", "none of the above",
+                   stage == seg.UNSTAGED)],
+    )
+    return stage, verdicts
 
 
-def _nps_within(user: UserFacts, context: Context, days: int) -> float | None:
-    """Return the latest NPS score when that latest answer is inside the window, else None."""
-    if user.nps_at is None or user.nps_at <= context.ago(days):
-        return None
-    return user.nps_score
+def _earlier_stage(name: str, stage: str) -> str | None:
+    """Return `stage` when it comes before `name` in the lifecycle order, else None."""
+    order = [definition.name for definition in seg.LIFECYCLE]
+    if stage != seg.UNSTAGED and order.index(stage) < order.index(name):
+        return stage
+    return None
 
 
 def _format_score(score: float | None) -> str:
@@ -330,44 +372,6 @@ def due_at(user: UserFacts, context: Context) -> int | None:
     candidates += [start + days * day for start, days in window_starts if start is not None]
     future = [moment for moment in candidates if moment is not None and moment > t]
     return min(future) if future else None
-
-
-def evaluate_user(user: UserFacts, context: Context) -> tuple[str, dict[str, Verdict]]:
-    """Evaluate every user segment for one user: return the lifecycle stage and all verdicts.
-
-    Lifecycle stages are tried in order and the first that matches wins; a later stage's verdict
-    carries a condition naming the earlier stage that took the user.
-    """
-    verdicts: dict[str, Verdict] = {
-        seg.NOT_YET_ACTIVATED: not_yet_activated(user, context),
-        seg.ACTIVATED_NOT_RETAINED: activated_not_retained(user, context),
-        seg.POWER_USERS: power_user(user, context),
-        seg.BELOW_THRESHOLD: below_threshold(user, context),
-    }
-    stage_rules = (
-        (seg.CHURNED, churned(user, context)),
-        (seg.AT_RISK, at_risk(user, context)),
-        (seg.CHAMPION, champion(user, context, verdicts[seg.POWER_USERS].member)),
-        (seg.NEW, new(user, context)),
-        (seg.ESTABLISHED, established(user, context)),
-    )
-    stage = seg.UNSTAGED
-    for name, verdict in stage_rules:
-        if stage != seg.UNSTAGED:
-            verdict = Verdict(
-                False,
-                [Condition("earlier lifecycle stage", stage, "none", False), *verdict.conditions],
-                verdict.combine,
-            )
-        elif verdict.member:
-            stage = name
-        verdicts[name] = verdict
-    verdicts[seg.UNSTAGED] = Verdict(
-        stage == seg.UNSTAGED,
-        [Condition("lifecycle stage", stage if stage != seg.UNSTAGED else "none", "none of the above",
-                   stage == seg.UNSTAGED)],
-    )
-    return stage, verdicts
 
 
 # --- account rule -------------------------------------------------------------------------------
@@ -441,11 +445,11 @@ def evaluate(connection: sqlite3.Connection, settings: Settings, t: int) -> Eval
     members: dict[str, list[str]] = {definition.name: [] for definition in seg.ALL_SEGMENTS}
     stages: dict[str, str] = {}
     for user_id in sorted(users):
-        stage, verdicts = evaluate_user(users[user_id], context)
+        stage, behavioral = classify(users[user_id], context)
         stages[user_id] = stage
-        for name, verdict in verdicts.items():
-            if verdict.member:
-                members[name].append(user_id)
+        members[stage].append(user_id)
+        for name in behavioral:
+            members[name].append(user_id)
     for account_id in sorted(accounts):
         if expansion_ready(accounts[account_id], context).member:
             members[seg.EXPANSION_READY].append(account_id)

@@ -186,15 +186,18 @@ def _apply_user_traits(
 ) -> None:
     taxonomy = settings.taxonomy
     wanted = set(taxonomy.signup_traits) | {taxonomy.cancellation_trait, taxonomy.team_trait, "email", "name"}
+    # The latest value of each trait at T: the update with the greatest event time, then seq.
     latest: dict[str, dict[str, tuple[object, int]]] = {}
     rows = connection.execute(
         f"""
-        SELECT m.user_key, t.key, t.value, m.event_time
-        FROM trait_updates AS t JOIN messages AS m ON m.seq = t.seq
-        WHERE t.scope = 'user' AND m.user_key IS NOT NULL AND {_VISIBLE_JOINED}
-            {scope.replace('user_key', 'm.user_key')}
-            AND t.key IN (SELECT value FROM json_each(:keys))
-        ORDER BY m.event_time, m.seq
+        SELECT user_key, key, value, event_time FROM (
+            SELECT m.user_key, t.key, t.value, m.event_time, ROW_NUMBER() OVER (
+                PARTITION BY m.user_key, t.key ORDER BY m.event_time DESC, m.seq DESC) AS position
+            FROM trait_updates AS t JOIN messages AS m ON m.seq = t.seq
+            WHERE t.scope = 'user' AND m.user_key IS NOT NULL AND {_VISIBLE_JOINED}
+                {scope.replace('user_key', 'm.user_key')}
+                AND t.key IN (SELECT value FROM json_each(:keys))
+        ) WHERE position = 1
         """,
         {**parameters, "keys": orjson.dumps(sorted(wanted)).decode()},
     )
@@ -346,10 +349,12 @@ def load_account_facts(
 
     rows = connection.execute(
         f"""
-        SELECT m.group_id, t.key, t.value
-        FROM trait_updates AS t JOIN messages AS m ON m.seq = t.seq
-        WHERE t.scope = 'account' AND m.event_time <= :t {scope.replace('group_id', 'm.group_id')}
-        ORDER BY m.event_time, m.seq
+        SELECT group_id, key, value FROM (
+            SELECT m.group_id, t.key, t.value, ROW_NUMBER() OVER (
+                PARTITION BY m.group_id, t.key ORDER BY m.event_time DESC, m.seq DESC) AS position
+            FROM trait_updates AS t JOIN messages AS m ON m.seq = t.seq
+            WHERE t.scope = 'account' AND m.event_time <= :t {scope.replace('group_id', 'm.group_id')}
+        ) WHERE position = 1
         """,
         parameters,
     )

@@ -13,6 +13,7 @@ from store.engine import (
     Context,
     Evaluation,
     Verdict,
+    classify,
     due_at,
     evaluate,
     evaluate_user,
@@ -178,11 +179,11 @@ def _evaluate_entities(t: int, context: Context, users: dict[str, UserFacts],
     members: dict[str, list[str]] = {definition.name: [] for definition in seg.ALL_SEGMENTS}
     stages: dict[str, str] = {}
     for user_id in sorted(users):
-        stage, verdicts = evaluate_user(users[user_id], context)
+        stage, behavioral = classify(users[user_id], context)
         stages[user_id] = stage
-        for name, verdict in verdicts.items():
-            if verdict.member:
-                members[name].append(user_id)
+        members[stage].append(user_id)
+        for name in behavioral:
+            members[name].append(user_id)
     for account_id in sorted(accounts):
         if expansion_ready(accounts[account_id], context).member:
             members[seg.EXPANSION_READY].append(account_id)
@@ -266,16 +267,29 @@ def _diff(evaluation: Evaluation, previous: dict[str, dict[str, int]], scope, fi
     rows = []
     transitions = []
     t = evaluation.t
+    explained: dict[str, dict[str, Verdict]] = {}
+
+    def verdict_of(segment: str, entity_id: str) -> Verdict | None:
+        if segment == seg.EXPANSION_READY:
+            account = evaluation.accounts.get(entity_id)
+            return expansion_ready(account, evaluation.context) if account is not None else None
+        user = evaluation.users.get(entity_id)
+        if user is None:
+            return None
+        if entity_id not in explained:
+            explained[entity_id] = evaluate_user(user, evaluation.context)[1]
+        return explained[entity_id][segment]
+
     for definition in seg.ALL_SEGMENTS:
         before = previous.get(definition.name, {})
         now_members = evaluation.members.get(definition.name, [])
         for entity_id in now_members:
             rows.append((definition.name, entity_id, before.get(entity_id, t)))
             if entity_id not in before and not first:
-                verdict = _verdict(evaluation, definition.name, entity_id)
+                verdict = verdict_of(definition.name, entity_id)
                 transitions.append((definition.name, entity_id, 1, t, _reason(verdict, entered=True)))
         for entity_id in before.keys() - set(now_members):
-            verdict = _verdict(evaluation, definition.name, entity_id)
+            verdict = verdict_of(definition.name, entity_id)
             transitions.append((definition.name, entity_id, 0, t, _reason(verdict, entered=False)))
     return rows, transitions
 
@@ -351,17 +365,6 @@ def backfill(
         if progress is not None:
             progress(done, len(pending))
     return len(pending)
-
-
-def _verdict(evaluation: Evaluation, segment: str, entity_id: str) -> Verdict | None:
-    context = evaluation.context
-    if segment == seg.EXPANSION_READY:
-        account = evaluation.accounts.get(entity_id)
-        return expansion_ready(account, context) if account is not None else None
-    user = evaluation.users.get(entity_id)
-    if user is None:
-        return None
-    return evaluate_user(user, context)[1][segment]
 
 
 def _reason(verdict: Verdict | None, *, entered: bool) -> str:

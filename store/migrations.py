@@ -36,6 +36,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX messages_time ON messages (event_time, user_key);
         CREATE INDEX messages_linked ON messages (linked_at, user_key) WHERE linked_at IS NOT NULL;
         CREATE INDEX messages_group ON messages (group_id, user_key) WHERE group_id IS NOT NULL;
+        -- Rare events (NPS answers) are read by name without scanning every message.
+        CREATE INDEX messages_event ON messages (event, event_time) WHERE type = 'track';
 
         CREATE TABLE identity_links (
             anonymous_id TEXT PRIMARY KEY,

@@ -410,3 +410,25 @@ def test_lifecycle_is_a_partition(cache, messages):
     stages = [definition.name for definition in seg.LIFECYCLE]
     for user in evaluation.users:
         assert sum(user in evaluation.members[name] for name in stages) == 1
+
+
+def test_every_verdict_agrees_with_its_conditions(cache, messages):
+    # A mix of users; for each verdict, combining its conditions gives its membership.
+    active_user(messages, "busy", 20, 4)
+    messages.track("busy", "NPS Survey Submitted", T - days(3), score=10)
+    messages.track("idle", "Project Created", T - days(20))
+    messages.track("gone", "Subscription Cancelled", T - days(1))
+    messages.track("sad", "Signed Up", T - days(40))
+    messages.track("sad", "NPS Survey Submitted", T - days(3), score=2)
+    messages.page("old", T - days(200))
+    messages.page("old", T - days(1))
+    messages.ingest(cache)
+    settings = Settings()
+    evaluation = evaluate(cache.conn, settings, T)
+    for user in evaluation.users:
+        verdicts = explain_user(cache.conn, settings, T, user)
+        for name, verdict in verdicts.items():
+            passed = [condition.passed for condition in verdict.conditions]
+            combined = any(passed) if verdict.combine == "any" else all(passed)
+            assert combined == verdict.member, (user, name)
+            assert verdict.member == (user in evaluation.members[name]), (user, name)
