@@ -392,7 +392,9 @@ def explain(globals_: Globals, entity_id: str, as_of: str | None, as_json: bool)
     click.echo(f"{entity_id} at {format_ms(t)}")
     for name, verdict in verdicts.items():
         mark = "IN " if verdict.member else "out"
-        click.echo(f"\n{mark} {name}  ({verdict.combine} of)")
+        miss = verdict.near_miss()
+        note = f"  one condition from {'entering' if miss[0] == 'enter' else 'leaving'}: {miss[1].name}" if miss else ""
+        click.echo(f"\n{mark} {name}  ({verdict.combine} of){note}")
         for condition in verdict.conditions:
             check = "yes" if condition.passed else "no "
             value = "none" if condition.value is None else condition.value

@@ -44,12 +44,26 @@ class Verdict:
     # "all": every condition must hold; "any": one is enough.
     combine: str = "all"
 
+    def near_miss(self) -> tuple[str, Condition] | None:
+        """Return ("enter", condition) when a non-member fails only that condition of an all-of
+        rule, ("leave", condition) when a member holds only that condition of an any-of rule, and
+        None otherwise."""
+        failed = [condition for condition in self.conditions if not condition.passed]
+        held = [condition for condition in self.conditions if condition.passed]
+        if not self.member and self.combine == "all" and len(failed) == 1 and len(self.conditions) > 1:
+            return "enter", failed[0]
+        if self.member and self.combine == "any" and len(held) == 1:
+            return "leave", held[0]
+        return None
+
     def as_dict(self) -> dict:
         """Return the verdict as JSON-ready data."""
+        miss = self.near_miss()
         return {
             "member": self.member,
             "combine": self.combine,
             "conditions": [condition._asdict() for condition in self.conditions],
+            "near_miss": None if miss is None else {"direction": miss[0], "condition": miss[1].name},
         }
 
 

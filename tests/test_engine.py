@@ -432,3 +432,29 @@ def test_every_verdict_agrees_with_its_conditions(cache, messages):
             combined = any(passed) if verdict.combine == "any" else all(passed)
             assert combined == verdict.member, (user, name)
             assert verdict.member == (user in evaluation.members[name]), (user, name)
+
+
+def test_near_misses(cache, messages):
+    # Two core features and active: one more feature and the user leaves Below-Threshold Usage,
+    # which as an all-of rule shows as no near miss for a member; the user is one condition from
+    # entering Activated-Not-Retained (only the idle condition fails).
+    messages.track("u", "Project Created", T - days(3))
+    messages.track("u", "Task Created", T - days(2))
+    messages.ingest(cache)
+    verdicts = explain_user(cache.conn, Settings(), T, "u")
+    direction, condition = verdicts[seg.ACTIVATED_NOT_RETAINED].near_miss()
+    assert direction == "enter"
+    assert condition.name == "days since last activity"
+    assert verdicts[seg.BELOW_THRESHOLD].near_miss() is None
+    assert verdicts[seg.BELOW_THRESHOLD].as_dict()["near_miss"] is None
+
+
+def test_near_miss_leaving_any_rule(cache, messages):
+    messages.track("u", "Signed Up", T - days(100))
+    messages.track("u", "Payment Failed", T - days(2))
+    messages.ingest(cache)
+    verdict = explain_user(cache.conn, Settings(), T, "u")[seg.AT_RISK]
+    assert verdict.member
+    assert verdict.near_miss()[0] == "leave"
+    assert verdict.as_dict()["near_miss"] == {"direction": "leave",
+                                              "condition": "churn-signal events in 30 days"}
