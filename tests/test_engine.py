@@ -451,6 +451,7 @@ def test_near_misses(cache, messages):
 
 def test_near_miss_leaving_any_rule(cache, messages):
     messages.track("u", "Signed Up", T - days(100))
+    messages.page("u", T - days(1))
     messages.track("u", "Payment Failed", T - days(2))
     messages.ingest(cache)
     verdict = explain_user(cache.conn, Settings(), T, "u")[seg.AT_RISK]
