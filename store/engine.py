@@ -491,3 +491,20 @@ def explain_account(
     if account_id not in accounts:
         return None
     return expansion_ready(accounts[account_id], make_context(users, settings, t))
+
+
+def lifecycle_flow(
+    connection: sqlite3.Connection, settings: Settings, t: int, days: int
+) -> dict[tuple[str, str], list[str]]:
+    """Return the users per (stage `days` days before `t`, stage at `t`), from two evaluations of
+    the cache. Users who did not exist at the earlier time come from the stage "(new)"."""
+    before = evaluate(connection, settings, t - days * DAY_MS).stages
+    after = evaluate(connection, settings, t).stages
+    flow: dict[tuple[str, str], list[str]] = {}
+    for user_id, stage in after.items():
+        flow.setdefault((before.get(user_id, NOT_YET_SEEN), stage), []).append(user_id)
+    return flow
+
+
+# The "from" stage of users who were not in the cache at the start of a lifecycle flow.
+NOT_YET_SEEN = "(new)"

@@ -459,3 +459,18 @@ def test_near_miss_leaving_any_rule(cache, messages):
     assert verdict.near_miss()[0] == "leave"
     assert verdict.as_dict()["near_miss"] == {"direction": "leave",
                                               "condition": "churn-signal events in 30 days"}
+
+
+def test_lifecycle_flow(cache, messages):
+    from store.engine import NOT_YET_SEEN, lifecycle_flow
+
+    messages.track("aging", "Signed Up", T - days(33))
+    messages.page("aging", T - days(1))
+    messages.track("fresh", "Signed Up", T - days(2))
+    messages.track("idle", "Signed Up", T - days(63))
+    messages.page("idle", T - days(61))
+    messages.ingest(cache)
+    flow = lifecycle_flow(cache.conn, Settings(), T, 7)
+    assert flow[(seg.NEW, seg.ESTABLISHED)] == ["aging"]
+    assert flow[(NOT_YET_SEEN, seg.NEW)] == ["fresh"]
+    assert flow[(seg.ESTABLISHED, seg.CHURNED)] == ["idle"]
