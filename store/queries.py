@@ -361,3 +361,23 @@ def lag_ms(status: CacheStatus, now: int | None = None) -> int | None:
     if status.latest_received_at is None:
         return None
     return (now_ms() if now is None else now) - status.latest_received_at
+
+
+def segment_movers(connection: sqlite3.Connection, segment: str, since: int, limit: int = 100) -> dict:
+    """Return who entered and who left a segment at or after `since`: counts and the latest
+    `limit` transitions of each direction, newest first."""
+    result: dict[str, object] = {}
+    for direction, entered in (("entered", 1), ("left", 0)):
+        result[f"{direction}_count"] = connection.execute(
+            "SELECT COUNT(*) FROM transitions WHERE segment = ? AND entered = ? AND at >= ?",
+            (segment, entered, since),
+        ).fetchone()[0]
+        result[direction] = [
+            {"id": entity_id, "at": at, "reason": reason}
+            for entity_id, at, reason in connection.execute(
+                "SELECT entity_id, at, reason FROM transitions WHERE segment = ? AND entered = ? AND at >= ?"
+                " ORDER BY at DESC, id DESC LIMIT ?",
+                (segment, entered, since, limit),
+            )
+        ]
+    return result

@@ -93,3 +93,18 @@ def test_stale_snapshot_not_used_for_changes(cache, messages):
     assert row.change_24h == 0
     stale_rows = cache.conn.execute("SELECT COUNT(*) FROM snapshots WHERE stale = 1").fetchone()[0]
     assert stale_rows == 11
+
+
+def test_segment_movers(cache, messages):
+    from store.queries import segment_movers
+
+    messages.track("u", "Project Created", T - days(13))
+    messages.track("v", "Signed Up", T - days(1))
+    messages.ingest(cache)
+    refresh(cache, Settings(), T)
+    refresh(cache, Settings(), T + days(1))
+    movers = segment_movers(cache.conn, seg.ACTIVATED_NOT_RETAINED, T)
+    assert movers["entered_count"] == 1
+    assert movers["entered"][0]["id"] == "u"
+    assert movers["left_count"] == 0
+    assert segment_movers(cache.conn, seg.ACTIVATED_NOT_RETAINED, T + days(2))["entered_count"] == 0
