@@ -68,7 +68,7 @@ class SyncFinished(Message):
 
 
 class SyncFailed(Message):
-    """The sync worker stopped on an error; `error` is the message to show."""
+    """The sync worker stopped on an error. `error` is the message to show."""
 
     def __init__(self, error: str, *, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__()
@@ -147,7 +147,7 @@ class SegopsCommands(Provider):
 
 
 class SegopsApp(App[None]):
-    """The segops console. With a source URL it syncs in the background; without one it only
+    """The segops console. With a source URL it syncs in the background, and without one it only
     reads the cache.
 
     Raises `store.db.CacheError` when the cache cannot be opened.
@@ -186,11 +186,11 @@ class SegopsApp(App[None]):
         self.stale_after = stale_after
         # Past UTC days whose snapshots the first sync of a cache computes, for the trends.
         self.backfill_days = backfill_days
-        # Epoch ms "now" for the status line and the explanations; tests pass a fixed clock.
+        # Epoch ms "now" for the status line, the sync and the explanations. Tests pass a fixed clock.
         self.clock = clock
         if title_note:
             self.title = f"segops · {clean(title_note)}"
-        # For bounded queries on the UI thread only; workers open their own connections.
+        # For bounded queries on the UI thread only, because workers open their own connections.
         self.db = open_cache(self.cache_path)
         self.sync_state = SyncState(source=display_url(source_url))
         self._delays = backoff_delays()
@@ -198,7 +198,7 @@ class SegopsApp(App[None]):
 
     @contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
-        """Open a connection of the calling thread's own, and close it afterwards."""
+        """Open a new connection to the cache for the calling thread, and close it on exit."""
         db = open_cache(self.cache_path)
         try:
             yield db.conn
@@ -242,7 +242,7 @@ class SegopsApp(App[None]):
     # The background sync.
 
     def start_sync(self) -> None:
-        """Start one sync on a worker thread; the next is scheduled when this one ends."""
+        """Start one sync on a worker thread. The next one is scheduled when this one ends."""
         self._sync_timer = None
         self.sync_state.running = True
         self.sync_state.pages = self.sync_state.read = 0
@@ -250,7 +250,7 @@ class SegopsApp(App[None]):
         self._sync()
 
     def sync_now(self) -> bool:
-        """Start a sync at once unless one is running; return False when there is no source."""
+        """Start a sync at once unless one is running. Return False when there is no source."""
         if self.source_url is None:
             return False
         if not self.sync_state.running:

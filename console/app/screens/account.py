@@ -12,19 +12,19 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from console.app.screens.base import ConsoleScreen
 from console.app.widgets.explanation import verdict_text
-from console.app.widgets.text import moment, number, plain
+from console.app.widgets.text import json_text, moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_account
 from store.queries import account_detail, account_members
 
 MEMBER_LIMIT = 200
 BAR_WIDTH = 20
-# Widths in cells of the member columns whose values can be long; the others fit their content.
+# Widths in cells of the member columns whose values can be long. The others fit their content.
 COLUMN_WIDTHS = {"email": 40, "name": 24, "team": 16}
 
 
 class AccountExplained(Message):
-    """The Account Expansion Ready verdict at `t`, from a worker thread; None for an unknown account."""
+    """The Account Expansion Ready verdict at `t`, from a worker thread. None means an unknown account."""
 
     def __init__(self, t: int, verdict: Verdict | None) -> None:
         super().__init__()
@@ -38,12 +38,17 @@ def usage_bar(used: float | None, limit: float | None) -> Text:
         return Text("", end="")
     share = used / limit
     filled = min(BAR_WIDTH, round(share * BAR_WIDTH))
-    style = "red" if share >= 1 else "yellow" if share >= 0.8 else "green"
+    if share >= 1:
+        style = "red"
+    elif share >= 0.8:
+        style = "yellow"
+    else:
+        style = "green"
     return Text.assemble(("█" * filled, style), ("░" * (BAR_WIDTH - filled), "dim"), (f" {share:.0%}", style))
 
 
 class MemberTable(DataTable):
-    """The account's users; Enter opens one."""
+    """The account's users. Enter opens one."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Open user", id="account.open")]
 
@@ -98,6 +103,7 @@ class AccountScreen(ConsoleScreen):
             summary.append_text(plain(facts["name"]))
         summary.append("\nplan ", style="dim")
         summary.append_text(plain(facts.get("plan") or "unknown", style="bold"))
+
         summary.append("  │  seats used ", style="dim")
         limit = facts.get("seat_limit")
         summary.append(f"{number(facts.get('seats_used'))} / {number(limit) if limit else 'no limit'}", style="bold")
@@ -110,6 +116,7 @@ class AccountScreen(ConsoleScreen):
             summary.append(f"not in {seg.EXPANSION_READY}", style="dim")
         more = f" (the first {MEMBER_LIMIT} shown)" if member_count >= MEMBER_LIMIT else ""
         summary.append(f"  │  {member_count:,} members{more}", style="dim")
+
         traits = detail["traits"]
         if traits:
             summary.append("\ntraits ", style="dim")
@@ -118,7 +125,7 @@ class AccountScreen(ConsoleScreen):
                     summary.append(", ", style="dim")
                 summary.append_text(plain(key, style="dim"))
                 summary.append("=", style="dim")
-                summary.append_text(plain(value))
+                summary.append_text(plain(json_text(value)))
         self.query_one("#account-summary", Static).update(summary)
 
     def _show_usage(self, facts: dict | None) -> None:
@@ -132,13 +139,16 @@ class AccountScreen(ConsoleScreen):
         for name, usage in sorted(facts["usage"].items()):
             rows.append((name, usage.get("used"), usage.get("limit")))
         for name, used, limit in rows:
-            used_number = used if isinstance(used, (int, float)) and not isinstance(used, bool) else None
-            table.add_row(
-                plain(name, style="bold"),
-                plain(number(used_number) if used_number is not None else used),
-                number(limit) if limit else "no limit",
-                usage_bar(used_number, limit),
-            )
+            # Metered usage is an account trait, so it may be any JSON value, not only a number.
+            measured = used if isinstance(used, (int, float)) and not isinstance(used, bool) else None
+            if measured is not None:
+                used_cell = Text(number(measured))
+            elif used is None:
+                used_cell = Text("")
+            else:
+                used_cell = plain(json_text(used))
+            table.add_row(plain(name, style="bold"), used_cell, number(limit) if limit else "no limit",
+                          usage_bar(measured, limit))
 
     def _show_members(self, members: list[dict]) -> None:
         table = self.query_one(MemberTable)

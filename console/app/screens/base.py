@@ -1,4 +1,4 @@
-"""What every console screen shares: the breadcrumb, and errors of its workers made visible."""
+"""The base of the console's screens: a breadcrumb, and visible errors of the screen's workers."""
 
 from __future__ import annotations
 

@@ -19,8 +19,11 @@ from console.app.widgets.text import change, count, number
 from store import segments as seg
 from store.queries import CacheStatus, SegmentRow, cache_status, segment_rows
 
+# Daily points shown in the trend column, one cell each.
 TREND_WIDTH = 30
+# During a long sync, the cache counts are re-read at most this often, in seconds.
 PROGRESS_RELOAD_SECONDS = 3.0
+# Column key, header label and width in cells of both segment panels.
 COLUMNS = (
     ("segment", "Segment", 26),
     ("population", "Population", 14),
@@ -42,7 +45,7 @@ class DashboardLoaded(Message):
 
 
 class SegmentTable(DataTable):
-    """One panel of segments; Enter opens the highlighted segment."""
+    """One panel of segments. Enter opens the highlighted segment."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Open segment", id="dashboard.open")]
 
@@ -92,7 +95,7 @@ class DashboardScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__(("Dashboard",))
         self.status: CacheStatus | None = None
-        # time.monotonic() of the latest load, which counts every message in the cache.
+        # When the latest load started, in time.monotonic() seconds.
         self._loaded_at = 0.0
 
     def compose(self) -> ComposeResult:
@@ -151,8 +154,8 @@ class DashboardScreen(ConsoleScreen):
         state = self.app.sync_state
         self.query_one(StatusLine).show(state, self.status, self.app.clock())
         progress = self.query_one("#sync-progress", Static)
-        # Syncs that fetch one page are the usual case every few seconds, and the status line marks
-        # them; the progress line is for the first sync and for catching up after a pause.
+        # A sync of one page is the usual case every few seconds, and the status line marks it.
+        # The progress line is for the first sync, for catching up after a pause and for the backfill.
         progress.display = state.running and (state.report is None or state.pages > 1 or state.backfill is not None)
         if state.backfill is not None:
             done, total = state.backfill

@@ -14,7 +14,7 @@ from console.app.widgets.text import clean, plain
 
 
 def pretty_payload(payload: str) -> str:
-    """Indent a message's JSON for reading; text that is not JSON is returned as it is."""
+    """Indent a message's JSON for reading. Text that is not JSON is returned unchanged."""
     try:
         return orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     except orjson.JSONDecodeError:
@@ -36,6 +36,6 @@ class EventScreen(ModalScreen[None]):
             # A str title would be parsed as markup, and the event name comes from the CDP.
             dialog.border_title = plain(self.event_title)
             dialog.border_subtitle = "Esc closes"
-            # Line breaks of the indented JSON stay; every other control character goes.
+            # Line breaks of the indented JSON stay, and every other control character is removed.
             lines = [clean(line) for line in pretty_payload(self.payload).splitlines()]
             yield Static(Text("\n".join(lines), end=""), id="event-payload")

@@ -11,14 +11,14 @@ from textual.widgets import DataTable, Static
 
 
 class HelpScreen(ModalScreen[None]):
-    """Lists the active bindings of `screen`: its focused widget's, its own and the app's."""
+    """A modal listing the active bindings of `screen`: its focused widget's, its own and the app's."""
 
     BINDINGS = [Binding("escape,f1,question_mark", "dismiss", "Close help", id="help.close")]
 
     def __init__(self, screen: Screen) -> None:
         super().__init__()
         self.described = screen
-        # Read now: once this modal is on top, the screen below has no active bindings.
+        # Read while `screen` is still the active screen, with its focused widget.
         self.bindings = [
             active.binding for active in screen.active_bindings.values() if active.binding.description
         ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -34,7 +36,7 @@ ACCOUNT_COLUMNS = {
     "id": "Account", "name": "Name", "plan": "Plan", "seats_used": "Seats used", "seat_limit": "Seat limit",
     "teams": "Teams", "since": "Member since",
 }
-# Widths in cells of the columns whose values can be long; the others fit their content.
+# Widths in cells of the columns whose values can be long. The others fit their content.
 COLUMN_WIDTHS = {"email": 30, "name": 18}
 TIME_COLUMNS = {"last_active_at"}
 DATE_COLUMNS = {"signup_at", "since"}
@@ -54,6 +56,8 @@ class MembersLoaded(Message):
 
 @dataclass
 class LoadedPage:
+    """A page on screen and its position in the segment's current order, counted from 0."""
+
     index: int
     page: MemberPage
 
@@ -84,6 +88,7 @@ class SegmentScreen(ConsoleScreen):
         Binding("slash", "filter", "Filter", id="segment.filter"),
         Binding("s", "cycle_sort", "Sort column", id="segment.sort"),
         Binding("S", "toggle_direction", "Sort direction", id="segment.direction"),
+        Binding("r", "refresh", "Refresh", id="segment.refresh"),
     ]
 
     AUTO_FOCUS = "#members"
@@ -101,18 +106,19 @@ class SegmentScreen(ConsoleScreen):
         self.descending = False
         self.text = ""
         self.population: int | None = None
-        # Start token of every page reached so far: starts[i] continues after page i - 1.
+        # The `after` token that starts each page reached so far. starts[i] continues after page i - 1.
         self._starts: list[tuple | None] = [None]
         self._window: list[LoadedPage] = []
         self._generation = 0
         self._loading = False
         self._failed = False
-        self._filter_timer = None
+        self._filter_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="segment-header")
-        yield FilterInput(placeholder="filter by id, email or name; Enter applies, Esc closes", id="filter")
+        searched = "id or name" if self.definition.entity == "account" else "id, email or name"
+        yield FilterInput(placeholder=f"filter by {searched}, ignoring case; Enter applies, Esc closes", id="filter")
         yield MembersTable(cursor_type="row", zebra_stripes=True, id="members")
         yield Footer(show_command_palette=False)
 
@@ -131,6 +137,11 @@ class SegmentScreen(ConsoleScreen):
         self._failed = False
         self._show_header()
         self._fetch(self._generation, 0, None, self._query(), count=self.population is None)
+
+    def action_refresh(self) -> None:
+        """Read the population and the first page again, after a sync changed the segment."""
+        self.population = None
+        self.reload()
 
     def _request(self, index: int) -> None:
         if self._loading or index < 0 or index >= len(self._starts):
@@ -165,7 +176,7 @@ class SegmentScreen(ConsoleScreen):
         offset = table.cursor_row - round(table.scroll_y)
         loaded = LoadedPage(index, message.page)
         if not message.page.rows and self._window and index == self._window[-1].index + 1:
-            # The previous page was full and happened to be the last one.
+            # The last page was full, so the page after it came back empty.
             self._window[-1].page.after = None
             del self._starts[index:]
             self._show_header()
@@ -224,7 +235,7 @@ class SegmentScreen(ConsoleScreen):
 
     @on(Worker.StateChanged)
     def page_failed(self, event: Worker.StateChanged) -> None:
-        # ConsoleScreen shows the error itself; here the header stops saying "loading…".
+        # ConsoleScreen shows the error, and the header stops saying "loading…".
         if event.state == WorkerState.ERROR and event.worker.group == "members":
             self._loading = False
             self._failed = True

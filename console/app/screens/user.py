@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from console.app.screens.event import EventScreen
 from console.app.screens.base import ConsoleScreen
+from console.app.screens.event import EventScreen
 from console.app.widgets.explanation import verdicts_text
-from console.app.widgets.text import moment, number, plain
+from console.app.widgets.text import json_text, moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_user
 from store.queries import user_detail, user_events, user_transitions
@@ -23,22 +23,12 @@ EVENT_LIMIT = 50
 
 
 class ExplanationLoaded(Message):
-    """The user's verdicts at `t`, computed on a worker thread; None for a user unknown at `t`."""
+    """The user's verdicts at `t`, computed on a worker thread. None means the user is unknown at `t`."""
 
     def __init__(self, t: int, verdicts: dict[str, Verdict] | None) -> None:
         super().__init__()
         self.t = t
         self.verdicts = verdicts
-
-
-def trait_value(value: object) -> str:
-    """Format a trait value: strings as they are, anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return repr(value)
 
 
 def event_label(event: dict) -> str:
@@ -56,7 +46,7 @@ def event_label(event: dict) -> str:
 
 
 class EventTable(DataTable):
-    """The user's latest events; Enter shows one whole."""
+    """The user's latest events. Enter shows the whole message."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Show event", id="user.event")]
 
@@ -96,7 +86,7 @@ class UserScreen(ConsoleScreen):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        # Indexed and limited queries, fast enough for the UI thread; the explanation is not.
+        # These queries are indexed and limited, so they run on the UI thread. The explanation does not.
         connection = self.app.db.conn
         detail = user_detail(connection, self.user_id)
         if detail is None:
@@ -121,6 +111,7 @@ class UserScreen(ConsoleScreen):
         if facts.get("email"):
             summary.append("  ")
             summary.append_text(plain(facts["email"], style="underline"))
+
         summary.append("\nlifecycle ", style="dim")
         summary.append(facts.get("lifecycle") or "not evaluated yet", style="bold")
         summary.append("  │  account ", style="dim")
@@ -131,6 +122,7 @@ class UserScreen(ConsoleScreen):
             summary.append("none", style="dim")
         summary.append("  │  in ", style="dim")
         summary.append(", ".join(detail["segments"]) or "no segment")
+
         for line in (
             (("signed up", moment(facts.get("signup_at"))),
              ("activated", moment(facts.get("activated_at"))),
@@ -154,7 +146,7 @@ class UserScreen(ConsoleScreen):
         table.add_column("Trait", key="key")
         table.add_column("Value", key="value")
         for key, value in sorted(traits.items()):
-            table.add_row(plain(key, style="bold"), plain(trait_value(value)))
+            table.add_row(plain(key, style="bold"), plain(json_text(value)))
         if not traits:
             table.add_row(Text("no traits", style="dim"), "")
 

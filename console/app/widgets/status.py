@@ -14,7 +14,7 @@ from store.queries import CacheStatus, lag_ms
 
 @dataclass
 class SyncState:
-    """What the app knows about its own sync worker. Times are epoch ms of the app's clock."""
+    """The state of the app's own sync worker. Times are epoch ms of the app's clock."""
 
     # The source's URL without credentials, or None when the console only reads the cache.
     source: str | None
@@ -80,7 +80,7 @@ class StatusLine(Static):
             line.append(" ok", style="green")
             line.append(f" in {report.seconds:.1f} s: {count(report.pages, 'page')}, {result.read:,} read,"
                         f" {result.stored:,} new")
-            # The cache line below counts both over all syncs; here they show only when this one had some.
+            # The cache line counts both over all syncs, so here they show only when this sync had some.
             for total, label in ((result.duplicates, "duplicates"), (result.quarantined, "quarantined")):
                 if total:
                     line.append(f", {total:,} {label}", style="yellow")

@@ -1,6 +1,6 @@
 """Safe display of strings that come from the CDP, and the number and time formats of the console.
 
-Ids, trait values, event names and emails are chosen by whoever sends events to the CDP. They are
+Ids, trait values, event names and emails come from the senders of events to the CDP. They are
 shown as `rich.text.Text`, never parsed as markup, and stripped of terminal control characters,
 so a value such as `[bold]x[/]` or `\\x1b[31m` is displayed literally and cannot restyle or move
 the terminal's cursor.
@@ -8,13 +8,14 @@ the terminal's cursor.
 
 from __future__ import annotations
 
+import orjson
 from rich.style import Style
 from rich.text import Text
 
 from store.timeparse import format_ms
 
 # C0 controls, DEL, C1 controls (which include the 8-bit CSI), and the Unicode bidirectional
-# overrides and isolates, which can reorder what a reader sees. Tab and line breaks become a space
+# overrides and isolates, which can reorder the displayed text. Tab and line breaks become a space
 # so that words on either side stay apart in a one-line cell.
 _SPACED = {ord("\t"), ord("\n"), ord("\r"), ord("\v"), ord("\f")}
 _CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
@@ -34,8 +35,18 @@ def plain(value: object, style: str | Style = "") -> Text:
     return Text(clean(value), style=style, end="")
 
 
+def json_text(value: object) -> str:
+    """Format a trait value: a string as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
 def number(value: int | float | None) -> str:
-    """Format a count with thousands separators; None gives ""."""
+    """Format a number with thousands separators. None gives ""."""
     if value is None:
         return ""
     if isinstance(value, float) and not value.is_integer():
@@ -79,7 +90,7 @@ def age(ms: int | None) -> str:
 
 
 def moment(ms: int | None) -> str:
-    """Format epoch ms as `YYYY-MM-DD HH:MM:SS` UTC; None gives ""."""
+    """Format epoch ms as `YYYY-MM-DD HH:MM:SS` UTC. None gives ""."""
     if ms is None:
         return ""
     return format_ms(ms)[:19].replace("T", " ")
