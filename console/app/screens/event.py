@@ -24,7 +24,7 @@ def pretty_payload(payload: str) -> str:
 class EventScreen(ModalScreen[None]):
     """Shows one message's payload as plain text."""
 
-    BINDINGS = [Binding("escape", "dismiss", "Close", id="event.close")]
+    BINDINGS = [Binding("escape,q", "dismiss", "Close", id="event.close")]
 
     def __init__(self, title: str, payload: str) -> None:
         super().__init__()

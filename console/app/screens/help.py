@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 class HelpScreen(ModalScreen[None]):
     """A modal listing the active bindings of `screen`: its focused widget's, its own and the app's."""
 
-    BINDINGS = [Binding("escape,f1,question_mark", "dismiss", "Close help", id="help.close")]
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close help", id="help.close")]
 
     def __init__(self, screen: Screen) -> None:
         super().__init__()
