@@ -91,6 +91,8 @@ def _run_console(globals_: Globals, source_url: str | None, write_key: str | Non
         write_key=write_key,
         sync_interval=sync_interval or globals_.config.sync_interval,
         title_note=title_note,
+        stale_after=globals_.config.stale_after,
+        backfill_days=globals_.config.backfill_days,
     )
     app.run()
 
@@ -492,18 +494,25 @@ def diff(globals_: Globals, other: Path, as_of: str | None, as_json: bool, limit
 @main.command()
 @click.pass_obj
 def info(globals_: Globals) -> None:
-    """Show paths, the configured source with its write key masked, and cache counts."""
+    """Show paths, the configured source and destinations with their secrets masked, and cache
+    counts."""
+    from console.destinations import mask_secret
     from store.queries import cache_status
 
     config = globals_.config
-    key = config.write_key
-    masked = "(none)" if not key else (key[:2] + "*" * max(len(key) - 4, 3) + key[-2:] if len(key) > 6 else "***")
+    masked = mask_secret(config.write_key)
     click.echo(f"cache          {globals_.cache_path}")
     click.echo(f"configuration  {config.path or '(built-in defaults)'}")
     click.echo(f"log            {paths.log_path()}")
     click.echo(f"source         {config.source_url or '(none)'}")
     click.echo(f"write key      {masked}")
     click.echo(f"operator       {config.operator or getpass.getuser()}")
+    click.echo(f"read-only      {'yes' if config.read_only else 'no'}")
+    for name, destination in config.destinations.items():
+        fields = [f"{key} {destination.field(key)}" for key in destination.kind.fields if destination.field(key)]
+        secrets = [f"{key} {mask_secret(destination.secret(key))} (from {reference.describe()})"
+                   for key, reference in destination.secrets.items()]
+        click.echo(f"destination    {name}: {destination.type}" + "".join(f"; {item}" for item in fields + secrets))
     if globals_.cache_path.exists():
         status = cache_status(_open(globals_).conn)
         click.echo(f"messages       {status.messages}")
@@ -555,8 +564,15 @@ def quarantine(globals_: Globals, reason: str | None, limit: int, as_json: bool)
 
 def _register_extra_commands() -> None:
     """Add the command groups that live in modules of their own (`console.commands.*`)."""
+    import importlib
+    import pkgutil
+
+    import console.commands
     from console.commands import COMMANDS
 
+    # Importing a command module appends its commands to COMMANDS.
+    for module in pkgutil.iter_modules(console.commands.__path__):
+        importlib.import_module(f"console.commands.{module.name}")
     for command in COMMANDS:
         main.add_command(command)
 

@@ -99,7 +99,7 @@ def sync_once(
         if progress is not None:
             progress(report)
 
-    if evaluate:
+    if evaluate and (stop is None or not stop.is_set()):
         t = clock()
         latest = db.conn.execute("SELECT MAX(received_at) FROM messages").fetchone()[0]
         report.stale = latest is None or t - latest > stale_after_ms

@@ -207,8 +207,9 @@ def members_page(
     where = ["m.segment = :segment"]
     parameters: dict[str, object] = {"segment": segment, "limit": limit}
     if text:
-        parameters["text"] = f"%{text.lower()}%"
-        where.append("(" + " OR ".join(f"LOWER({name}) LIKE :text" for name in text_columns) + ")")
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        parameters["text"] = f"%{escaped}%"
+        where.append("(" + " OR ".join(f"LOWER({name}) LIKE :text ESCAPE '\\'" for name in text_columns) + ")")
     if after is not None:
         parameters["after_key"], parameters["after_id"] = after
         where.append(f"({key}, m.entity_id) {comparison} (:after_key, :after_id)")
@@ -336,16 +337,19 @@ def account_members(connection: sqlite3.Connection, account_id: str, limit: int 
 def find_entities(connection: sqlite3.Connection, text: str, limit: int = 20) -> list[tuple[str, str, str]]:
     """Return `(kind, id, label)` for users whose id or email starts with `text` and accounts whose
     id or name starts with it, at most `limit` of each."""
-    pattern = text.replace("%", "").replace("_", "") + "%"
+    # LIKE wildcards in the text match themselves: ids such as user_0001 are common.
+    pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     found: list[tuple[str, str, str]] = []
     for user_id, email in connection.execute(
-        "SELECT user_id, email FROM user_facts WHERE user_id LIKE ? OR email LIKE ? ORDER BY user_id LIMIT ?",
-        (pattern, pattern, limit),
+        "SELECT user_id, email FROM user_facts WHERE user_id LIKE :p ESCAPE '\\' OR email LIKE :p ESCAPE '\\'"
+        " ORDER BY user_id LIMIT :limit",
+        {"p": pattern, "limit": limit},
     ):
         found.append(("user", user_id, email or ""))
     for account_id, name in connection.execute(
-        "SELECT account_id, name FROM account_facts WHERE account_id LIKE ? OR name LIKE ? ORDER BY account_id LIMIT ?",
-        (pattern, pattern, limit),
+        "SELECT account_id, name FROM account_facts WHERE account_id LIKE :p ESCAPE '\\' OR name LIKE :p ESCAPE '\\'"
+        " ORDER BY account_id LIMIT :limit",
+        {"p": pattern, "limit": limit},
     ):
         found.append(("account", account_id, name or ""))
     return found

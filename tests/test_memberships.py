@@ -108,3 +108,14 @@ def test_segment_movers(cache, messages):
     assert movers["entered"][0]["id"] == "u"
     assert movers["left_count"] == 0
     assert segment_movers(cache.conn, seg.ACTIVATED_NOT_RETAINED, T + days(2))["entered_count"] == 0
+
+
+def test_find_entities_and_filter_match_underscores(cache, messages):
+    from store.queries import find_entities
+
+    messages.track("user_0001", "Signed Up", T - days(1))
+    messages.track("user10001", "Signed Up", T - days(1))
+    messages.ingest(cache)
+    refresh(cache, Settings(), T)
+    assert [found[1] for found in find_entities(cache.conn, "user_")] == ["user_0001"]
+    assert [row["id"] for row in members_page(cache.conn, seg.NEW, text="r_0").rows] == ["user_0001"]
