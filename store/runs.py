@@ -63,7 +63,7 @@ class PlaybookLike(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    """Who a run is for: one user, every user of an account, or every member of a segment."""
+    """The recipients of a run: one user, every user of an account, or every member of a segment."""
 
     kind: str
     id: str
@@ -104,7 +104,7 @@ class Recipient:
 class RunPlan:
     """What a run would do, computed without writing anything.
 
-    `preview` holds the first `preview_limit` recipients by user id; `decisions` maps every
+    `preview` contains the first `preview_limit` recipients by user id; `decisions` maps every
     targeted user to its decision.
     """
 
@@ -240,6 +240,7 @@ def _plan(
     preview_limit: int,
 ) -> RunPlan:
     warnings: list[str] = []
+    target = _canonical(target)
     if users is None:
         user_ids = _resolve_target(connection, playbook, target, warnings)
     else:
@@ -265,11 +266,17 @@ def _plan(
     return RunPlan(playbook.id, playbook.segment, target, now, counts, preview, warnings, decisions)
 
 
+def _canonical(target: Target) -> Target:
+    """Spell a segment target as the segment's name ("power-users" becomes "Power Users")."""
+    definition = seg.find_segment(target.id) if target.kind == "segment" else None
+    return target if definition is None else Target("segment", definition.name)
+
+
 def _resolve_target(
     connection: sqlite3.Connection, playbook: PlaybookLike, target: Target, warnings: list[str]
 ) -> list[str]:
-    """Return the sorted user ids a target stands for. For a playbook of an account segment, an
-    account stands for one contact: its user with the highest usage score."""
+    """Return the sorted user ids that a target means. For a playbook of an account segment, an
+    account means one contact: its user with the highest usage score."""
     per_account = _entity_of(playbook.segment) == "account"
     if target.kind == "user":
         if connection.execute("SELECT 1 FROM user_facts WHERE user_id = ?", (target.id,)).fetchone() is None:
@@ -387,47 +394,87 @@ def create_run(
     dry_run: bool = False,
     notice_destinations: Iterable[str] = (),
     users: Iterable[str] | None = None,
-    transition_ids: Iterable[int] = (),
 ) -> Run:
     """Plan the run and write it with all its actions in one transaction; return the run.
 
     Treated users get one `queued` action per step, due `delay_minutes` after `now`. Held-out
     users get `held_out` rows that are never sent; the first of their steps whose destination is
     in `notice_destinations` gets a queued notice. A dry run records the run and its counts and
-    writes no action. `transition_ids` are segment entries that this run handles (automatic
-    playbooks), recorded in the same transaction. Raises `RunError` like `plan_run`.
+    writes no action. `users`, when given, replaces the target's users. Raises `RunError` like
+    `plan_run`.
     """
     connection = db.conn
-    notice_destinations = set(notice_destinations)
     connection.execute("BEGIN IMMEDIATE")
     try:
         # Planning inside the write transaction keeps two concurrent runs from both passing the
         # same user's cooldown.
-        plan = _plan(connection, playbook, target, now, users, preview_limit=0)
-        counts = plan.counts
-        cursor = connection.execute(
-            "INSERT INTO runs (playbook, segment, operator, target_kind, target_id, created_at, dry_run,"
-            " targeted, held_out, excluded_cooldown, excluded_rule, queued)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (playbook.id, playbook.segment, operator, target.kind, target.id, now, int(dry_run),
-             counts.targeted, counts.held_out, counts.excluded_cooldown, counts.excluded_rule, counts.queued),
-        )
-        run_id = cursor.lastrowid
-        if not dry_run:
-            connection.executemany(
-                "INSERT INTO actions (run_id, playbook, user_id, email, account_id, step, channel, destination,"
-                " content, idempotency_key, held_out, status, notice, created_at, due_at, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _action_rows(connection, playbook, plan.decisions, run_id, now, notice_destinations),
-            )
-        connection.executemany(
-            "INSERT OR IGNORE INTO entry_triggers (playbook, transition_id, run_id) VALUES (?, ?, ?)",
-            [(playbook.id, transition_id, run_id) for transition_id in transition_ids],
-        )
+        run = _insert_run(connection, playbook, target, operator, now, dry_run, set(notice_destinations), users)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+    return run
+
+
+def create_entry_run(
+    db: sqlite_utils.Database,
+    playbook: PlaybookLike,
+    since: int,
+    *,
+    operator: str,
+    now: int,
+    notice_destinations: Iterable[str] = (),
+) -> tuple[Run | None, int]:
+    """Run `playbook` for the users who entered its segment at or after `since`, counting only
+    entries that no run of this playbook has handled. Return the run (None when there was no such
+    entry) and the number of entries. The entries are marked handled in the same transaction, so
+    each one triggers the playbook once."""
+    connection = db.conn
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        transition_ids, users = _pending_entries(connection, playbook, since)
+        run = None
+        if transition_ids:
+            run = _insert_run(connection, playbook, Target("segment", playbook.segment), operator, now, False,
+                              set(notice_destinations), users)
+            connection.executemany(
+                "INSERT INTO entry_triggers (playbook, transition_id, run_id) VALUES (?, ?, ?)",
+                [(playbook.id, transition_id, run.id) for transition_id in transition_ids],
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return run, len(transition_ids)
+
+
+def _insert_run(
+    connection: sqlite3.Connection,
+    playbook: PlaybookLike,
+    target: Target,
+    operator: str,
+    now: int,
+    dry_run: bool,
+    notice_destinations: set[str],
+    users: Iterable[str] | None,
+) -> Run:
+    plan = _plan(connection, playbook, target, now, users, preview_limit=0)
+    counts, target = plan.counts, plan.target
+    cursor = connection.execute(
+        "INSERT INTO runs (playbook, segment, operator, target_kind, target_id, created_at, dry_run,"
+        " targeted, held_out, excluded_cooldown, excluded_rule, queued)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (playbook.id, playbook.segment, operator, target.kind, target.id, now, int(dry_run),
+         counts.targeted, counts.held_out, counts.excluded_cooldown, counts.excluded_rule, counts.queued),
+    )
+    run_id = cursor.lastrowid
+    if not dry_run:
+        connection.executemany(
+            "INSERT INTO actions (run_id, playbook, user_id, email, account_id, step, channel, destination,"
+            " content, idempotency_key, held_out, status, notice, created_at, due_at, next_attempt_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _action_rows(connection, playbook, plan.decisions, run_id, now, notice_destinations),
+        )
     return Run(run_id, playbook.id, playbook.segment, operator, target.kind, target.id, now, dry_run, counts)
 
 
@@ -673,12 +720,15 @@ def list_actions(
     *,
     run_id: int | None = None,
     user_id: str | None = None,
+    status: str | None = None,
     after_id: int | None = None,
     limit: int = 100,
 ) -> list[Action]:
-    """Return up to `limit` actions of a run or of a user (or all), by id; `after_id` pages on."""
+    """Return up to `limit` actions, by id, of a run, a user or a status, or of all of them;
+    `after_id` pages on."""
     where, parameters = [], []
-    for clause, value in (("a.run_id = ?", run_id), ("a.user_id = ?", user_id), ("a.id > ?", after_id)):
+    filters = (("a.run_id = ?", run_id), ("a.user_id = ?", user_id), ("a.status = ?", status), ("a.id > ?", after_id))
+    for clause, value in filters:
         if value is not None:
             where.append(clause)
             parameters.append(value)
@@ -738,13 +788,13 @@ def set_automatic_paused(db: sqlite_utils.Database, paused: bool, *, operator: s
         raise
 
 
-def pending_entries(
-    db: sqlite_utils.Database, playbook: PlaybookLike, since: int
+def _pending_entries(
+    connection: sqlite3.Connection, playbook: PlaybookLike, since: int
 ) -> tuple[list[int], list[str]]:
     """Return the entries into the playbook's segment at or after `since` that no run of this
-    playbook has handled yet: their transition ids, and the users they stand for (for an account
+    playbook has handled yet: their transition ids, and the users they mean (for an account
     segment, each account's contact), sorted."""
-    rows = db.conn.execute(
+    rows = connection.execute(
         "SELECT t.id, t.entity_id FROM transitions AS t WHERE t.segment = ? AND t.entered = 1 AND t.at >= ?"
         " AND NOT EXISTS (SELECT 1 FROM entry_triggers AS e WHERE e.playbook = ? AND e.transition_id = t.id)"
         " ORDER BY t.id",
@@ -753,5 +803,5 @@ def pending_entries(
     transition_ids = [row[0] for row in rows]
     entities = sorted({row[1] for row in rows})
     if _entity_of(playbook.segment) == "account":
-        entities = sorted(set(_contacts(db.conn, entities)))
+        entities = sorted(set(_contacts(connection, entities)))
     return transition_ids, entities
