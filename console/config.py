@@ -12,6 +12,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.playbooks.catalog import (
+    DESTINATION_KINDS,
+    CatalogError,
+    Destination,
+    Playbook,
+    parse_destinations,
+    parse_playbooks,
+)
+from console.playbooks.defaults import DEFAULT_DESTINATIONS, DEFAULT_PLAYBOOKS
 from store.settings import Plan, Settings, Taxonomy, Thresholds
 
 WRITE_KEY_ENV = "SEGOPS_WRITE_KEY"
@@ -19,6 +28,32 @@ WRITE_KEY_ENV = "SEGOPS_WRITE_KEY"
 
 class ConfigError(Exception):
     """The configuration file is missing, not TOML, or has an invalid key or value."""
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """The dispatcher's timeouts and retries, in seconds."""
+
+    # Attempts per action (the first request included) before it fails.
+    max_attempts: int = 8
+    # Retry n waits about backoff_base_seconds * 2**(n-1), jittered, at most backoff_max_seconds.
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 900.0
+    timeout_seconds: float = 10.0
+    # A claim older than this is taken as abandoned by a dispatcher that stopped, and re-sent.
+    claim_timeout_seconds: float = 120.0
+    # Seconds between passes of `segops dispatch` without --once.
+    interval_seconds: float = 5.0
+
+
+_DISPATCH_DOCS = {
+    "max_attempts": "Attempts per action, the first request included, before it is marked failed.",
+    "backoff_base_seconds": "Retry n waits about this times 2**(n-1) seconds, jittered (or Retry-After).",
+    "backoff_max_seconds": "Longest wait between two attempts, in seconds.",
+    "timeout_seconds": "Seconds to wait for a destination's response before the attempt counts as timed out.",
+    "claim_timeout_seconds": "Seconds after which a claimed, unanswered action is sent again (same idempotency key).",
+    "interval_seconds": "Seconds between passes of `segops dispatch` without --once.",
+}
 
 
 @dataclass
@@ -34,6 +69,12 @@ class Config:
     # Days of daily snapshots computed from the cache on its first sync.
     backfill_days: int = 90
     operator: str | None = None
+    # When true, `trigger` and `dispatch` refuse to run: nothing is sent or queued.
+    read_only: bool = False
+    playbooks: dict[str, Playbook] = field(
+        default_factory=lambda: parse_playbooks({}, parse_destinations({})))
+    destinations: dict[str, Destination] = field(default_factory=lambda: parse_destinations({}))
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     path: Path | None = None
 
 
@@ -119,6 +160,15 @@ def default_toml() -> str:
         "[operator]",
         "# Name recorded on playbook runs; empty uses the operating system user.",
         'name = ""',
+        "# true: `segops trigger` and `segops dispatch` refuse to run, so nothing is queued or sent.",
+        "read_only = false",
+        "",
+        "[dispatch]",
+    ]
+    dispatch = DispatchSettings()
+    for key, doc in _DISPATCH_DOCS.items():
+        lines += [f"# {doc}", f"{key} = {_toml_value(getattr(dispatch, key))}"]
+    lines += [
         "",
         "[taxonomy]",
     ]
@@ -138,7 +188,62 @@ def default_toml() -> str:
     for name, plan in Settings().plans.items():
         lines.append(f"[plans.{name}]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in plan.limits.items()]
+    lines += _destinations_toml() + _playbooks_toml()
     return "\n".join(lines) + "\n"
+
+
+def _destinations_toml() -> list[str]:
+    lines = [
+        "",
+        "# Destinations by name: where playbook steps are sent. `type` is one of:",
+        f"# {', '.join(DESTINATION_KINDS)}.",
+        "# Each secret X is read from the environment variable that X_env names (preferred), else",
+        "# from X in this file (discouraged: the file is not a safe place for secrets).",
+    ]
+    for kind in DESTINATION_KINDS.values():
+        lines.append(f"#   {kind.name}:")
+        for key, doc in kind.fields.items():
+            default = kind.defaults.get(key)
+            lines.append(f"#     {key}: {doc}" + (f" Default: {default}" if default else ""))
+        for key, doc in kind.secrets.items():
+            lines.append(f"#     {key}_env (or {key}): {doc}")
+    lines += [
+        "# For example:",
+        "#   [destinations.braze]",
+        '#   type = "braze"',
+        '#   rest_endpoint = "https://rest.iad-01.braze.com"',
+        '#   api_key_env = "BRAZE_API_KEY"',
+    ]
+    for name, values in DEFAULT_DESTINATIONS.items():
+        lines.append(f"[destinations.{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    return lines
+
+
+_PLAYBOOK_KEY_ORDER = ("name", "segment", "description", "tone", "holdout_share", "cooldown_days",
+                       "exclude_segments", "on_entry")
+_PLAYBOOK_DEFAULTS = {"description": "", "tone": "", "holdout_share": 0.10, "cooldown_days": 7,
+                      "exclude_segments": [], "on_entry": False}
+
+
+def _playbooks_toml() -> list[str]:
+    lines = [
+        "",
+        "# Playbooks by id. A playbook is for one seed segment; each step sends `content` (a campaign,",
+        "# workflow or template id) on a channel (email, in_app or cs_task) through a destination,",
+        "# `delay_minutes` after the trigger. holdout_share (0 to <1, default 0.1) of the targeted users is",
+        "# held out, chosen by a stable hash of playbook and user; cooldown_days (default 7) skips users",
+        "# this playbook reached in that many days; exclude_segments skips their current members;",
+        "# on_entry = true triggers the playbook for every user entering the segment (default false).",
+    ]
+    for playbook_id, values in DEFAULT_PLAYBOOKS.items():
+        lines += ["", f"[playbooks.{playbook_id}]"]
+        for key in _PLAYBOOK_KEY_ORDER:
+            lines.append(f"{key} = {_toml_value(values.get(key, _PLAYBOOK_DEFAULTS.get(key)))}")
+        for step in values["steps"]:
+            lines.append(f"[[playbooks.{playbook_id}.steps]]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in step.items()]
+    return lines
 
 
 def load_config(path: Path | None) -> Config:
@@ -164,14 +269,25 @@ def load_config(path: Path | None) -> Config:
 
 def parse_config(data: dict, origin: str) -> Config:
     """Build a `Config` from parsed TOML. Raises `ConfigError` for unknown keys and wrong types."""
-    _check_keys(data, {"source", "ingest", "operator", "taxonomy", "thresholds", "plans"}, "", origin)
+    _check_keys(data, {"source", "ingest", "operator", "taxonomy", "thresholds", "plans", "dispatch",
+                       "destinations", "playbooks"}, "", origin)
     source = _table(data, "source", origin)
     _check_keys(source, {"url", "write_key", "sync_interval_seconds", "stale_after_seconds", "backfill_days"},
                 "source.", origin)
     ingest = _table(data, "ingest", origin)
     _check_keys(ingest, {"max_message_bytes"}, "ingest.", origin)
     operator = _table(data, "operator", origin)
-    _check_keys(operator, {"name"}, "operator.", origin)
+    _check_keys(operator, {"name", "read_only"}, "operator.", origin)
+    read_only = operator.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise ConfigError(f"{origin}: operator.read_only must be true or false, got {read_only!r}")
+    dispatch = _replace(DispatchSettings(), _table(data, "dispatch", origin), "dispatch.", origin)
+    _check_dispatch(dispatch, origin)
+    try:
+        destinations = parse_destinations(_table(data, "destinations", origin))
+        playbooks = parse_playbooks(_table(data, "playbooks", origin), destinations)
+    except CatalogError as error:
+        raise ConfigError(f"{origin}: {error}") from None
 
     taxonomy = _replace(Taxonomy(), _table(data, "taxonomy", origin), "taxonomy.", origin)
     thresholds = _replace(Thresholds(), _table(data, "thresholds", origin), "thresholds.", origin)
@@ -209,6 +325,10 @@ def parse_config(data: dict, origin: str) -> Config:
         stale_after=float(stale_after),
         backfill_days=backfill_days,
         operator=_string(operator, "name", "operator.", origin) or None,
+        read_only=read_only,
+        playbooks=playbooks,
+        destinations=destinations,
+        dispatch=dispatch,
     )
 
 
@@ -270,6 +390,25 @@ def _check_thresholds(thresholds: Thresholds, origin: str) -> None:
         raise ConfigError(
             f"{origin}: thresholds.new_days ({thresholds.new_days}) must not exceed "
             f"thresholds.established_days ({thresholds.established_days})"
+        )
+
+
+def _check_dispatch(dispatch: DispatchSettings, origin: str) -> None:
+    if dispatch.max_attempts < 1:
+        raise ConfigError(f"{origin}: dispatch.max_attempts must be at least 1, got {dispatch.max_attempts}")
+    for key in ("backoff_base_seconds", "timeout_seconds", "claim_timeout_seconds", "interval_seconds"):
+        if not getattr(dispatch, key) > 0:
+            raise ConfigError(f"{origin}: dispatch.{key} must be greater than 0, got {getattr(dispatch, key)}")
+    if dispatch.claim_timeout_seconds <= dispatch.timeout_seconds:
+        raise ConfigError(
+            f"{origin}: dispatch.claim_timeout_seconds ({dispatch.claim_timeout_seconds}) must exceed "
+            f"dispatch.timeout_seconds ({dispatch.timeout_seconds}), or requests still waiting for an answer "
+            "would be sent again"
+        )
+    if dispatch.backoff_max_seconds < dispatch.backoff_base_seconds:
+        raise ConfigError(
+            f"{origin}: dispatch.backoff_max_seconds ({dispatch.backoff_max_seconds}) must be at least "
+            f"dispatch.backoff_base_seconds ({dispatch.backoff_base_seconds})"
         )
 
 
