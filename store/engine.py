@@ -73,7 +73,7 @@ def _any(conditions: list[Condition]) -> Verdict:
 
 @dataclass(slots=True)
 class Context:
-    """What every rule needs besides the entity: T, the settings and the Power Users threshold."""
+    """The inputs every rule reads besides the entity: T, the settings and the Power Users threshold."""
 
     t: int
     settings: Settings

@@ -31,8 +31,8 @@ def refresh(
     """Evaluate every segment over the whole cache at `t` (default now) and store the result in
     one transaction.
 
-    Memberships are replaced; each entry and exit becomes a transition with its reason; a snapshot
-    of every population is written at `t`, marked stale when `stale` is true.
+    Memberships are replaced, and each entry and exit becomes a transition with its reason. A
+    snapshot of every population is written at `t`, marked stale when `stale` is true.
     """
     t = now_ms() if t is None else t
     started = time.perf_counter()
@@ -48,9 +48,10 @@ def refresh_incremental(
 ) -> Evaluation:
     """Re-evaluate only what can have changed since the last stored evaluation, and store it.
 
-    Re-evaluated users: those that new messages touched, those whose due time has come (an event
-    leaving a window, an idle or age threshold passing), those with a message that became visible
-    since the last evaluation, and those whose Power Users membership the new threshold can flip.
+    The pass re-evaluates the users that new messages touched and the users whose due time has
+    come (an event leaving a window, an idle or age threshold passing). It adds the users with a
+    message that became visible since the last evaluation, and the users whose Power Users
+    membership the new threshold can flip.
     Accounts: those that new messages touched and those of the re-evaluated users. The result
     equals a full `refresh` at `t`. Falls back to a full refresh when there is no earlier
     evaluation or `t` is before it. Returns the partial evaluation (only re-evaluated entities).
@@ -208,7 +209,8 @@ def _store(
     t = evaluation.t
     connection.execute("BEGIN IMMEDIATE")
     try:
-        # The first evaluation of a cache records no transitions: nobody entered, they were found.
+        # The first evaluation of a cache records no transitions, because its members were found,
+        # not seen entering.
         first = connection.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 0
         previous = _previous_memberships(connection, scope)
         rows, transitions = _diff(evaluation, previous, scope, first)
