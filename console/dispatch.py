@@ -10,7 +10,7 @@ webhook, the demo CDP) see it once.
 Responses: 2xx is sent. 408, 429, 5xx, timeouts and connection errors are retried with jittered
 exponential backoff, or after `Retry-After` when the destination requests a longer wait. After
 `dispatch.max_attempts` the action fails. Any other status fails at once: sending the same request
-again would get the same answer.
+again would get the same response.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 # Characters of a response body kept with an attempt: enough to read an API's error message.
 RESPONSE_EXCERPT_CHARS = 300
+# A proxy from the environment never fits a destination on this machine, such as the demo CDP.
+# httpx routes a mount of None to the client's own transport, without the proxy.
+LOOPBACK_WITHOUT_PROXY = {"all://127.0.0.1": None, "all://localhost": None}
 
 
 @dataclass
@@ -139,7 +142,8 @@ def dispatch_once(
 
     claimant = claimant_id()
     clients: dict[str, DestinationClient] = {}
-    with httpx.Client(transport=transport, timeout=settings.timeout_seconds, follow_redirects=False) as http:
+    with httpx.Client(transport=transport, timeout=settings.timeout_seconds, follow_redirects=False,
+                      mounts=LOOPBACK_WITHOUT_PROXY) as http:
         for _ in range(limit):
             if stop is not None and stop.is_set():
                 break

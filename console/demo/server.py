@@ -11,6 +11,13 @@ Endpoints (every one but `/health` needs HTTP Basic auth whose user name is the 
   semantics, so it stores each message as received, plus `receivedAt`.
 - `GET /v1/events?cursor=C&limit=N`: messages in receive order, `{"data": [...], "next": "<cursor>"}`.
   An empty `data` means caught up; the same `next` cursor returns newer messages later.
+- `POST /v1/actions`: a playbook action, as a destination receives it: `user_id`, `playbook`,
+  `segment`, `run_id`, `action_id`, `step`, `channel`, `content`, `idempotency_key`, `held_out`. It
+  returns 200 `{"success": true, "duplicate": false}`, or `"duplicate": true` for an idempotency
+  key it already has, which it ignores. A few seconds later the feed carries the simulated users'
+  responses (`ActionResponder`): email events with `playbook`, `run_id` and `action_id`, and
+  sometimes the outcome the playbook aims at. Held-out users (`held_out: true`) were never sent
+  anything, so they get no email events, only the smaller baseline chance of that outcome.
 - `GET /health`: `{"ok": true, "messages": N}`, without auth.
 """
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import hmac
 import json
 import logging
@@ -36,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from console.demo.simulator import Simulator, format_iso_ms, to_epoch_ms
+from console.demo.simulator import ActionResponder, Simulator, format_iso_ms, to_epoch_ms
 
 logger = logging.getLogger("segops.demo")
 
@@ -53,7 +61,11 @@ MAX_FEED_LIMIT = 5000
 SINGLE_MESSAGE_TYPES = ("track", "identify", "group", "page", "screen", "alias")
 TRACKING_PATHS = {f"/v1/{kind}" for kind in SINGLE_MESSAGE_TYPES} | {"/v1/batch"}
 FEED_PATH = "/v1/events"
+ACTIONS_PATH = "/v1/actions"
 HEALTH_PATH = "/health"
+ACTION_CHANNELS = ("email", "in_app", "cs_task")
+# Seconds between checks for responses to actions that are due in the feed.
+RESPONSE_POLL_SECONDS = 0.05
 
 # History messages are received this many milliseconds after their timestamp.
 HISTORY_RECEIVE_DELAY_MS = (500, 5000)
@@ -182,7 +194,8 @@ class DemoCDP:
 
     `users=0` gives an empty CDP with no live messages. `live_interval` is in seconds; 0 disables
     the live messages. `now` (default: the current time) is the end of the history; live messages
-    are timed from it as the wall clock advances.
+    are timed from it as the wall clock advances. `response_delay_scale` multiplies the delays of
+    the simulated responses to playbook actions (a few seconds each at 1.0).
     """
 
     def __init__(
@@ -196,11 +209,14 @@ class DemoCDP:
         history_days: int = 180,
         live_interval: float = 3.0,
         now: datetime | None = None,
+        response_delay_scale: float = 1.0,
     ) -> None:
         if not write_key:
             raise ValueError("write_key must not be empty")
         if live_interval < 0:
             raise ValueError(f"live_interval must be 0 or more seconds, got {live_interval}")
+        if response_delay_scale < 0:
+            raise ValueError(f"response_delay_scale must be 0 or more, got {response_delay_scale}")
         self.host = host
         self.port = port
         self.seed = seed
@@ -209,6 +225,17 @@ class DemoCDP:
         self.simulator = Simulator(seed=seed, users=users, accounts=accounts,
                                    history_days=history_days, now=now)
         self.log = EventLog()
+
+        self.response_delay_scale = response_delay_scale
+        self.responder = ActionResponder(self.simulator)
+        # Actions by idempotency key, and the number of action requests, duplicates included.
+        self.actions: dict[str, dict] = {}
+        self.action_requests = 0
+        # Responses waiting for their time: (time.monotonic() when due, sequence, message).
+        self._responses: list[tuple[float, int, dict]] = []
+        self._response_sequence = 0
+        self._actions_lock = threading.Lock()
+
         # Seconds that generating and serializing the history took, at the first `start()`.
         self.history_seconds = 0.0
         self._server: _Server | None = None
@@ -251,7 +278,8 @@ class DemoCDP:
             # A short poll interval makes stop() return within 0.1 s instead of the default 0.5 s.
             serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="demo-cdp-http", daemon=True)
-            self._threads = [serving]
+            responding = threading.Thread(target=self._run_responses, name="demo-cdp-responses", daemon=True)
+            self._threads = [serving, responding]
             if self.live_interval > 0 and self.simulator.users:
                 self._threads.append(threading.Thread(target=self._run_live, name="demo-cdp-live",
                                                       daemon=True))
@@ -332,6 +360,40 @@ class DemoCDP:
                 # Log the first failure and then every 100th, so a persistent bug cannot flood the log.
                 if failures == 1 or failures % 100 == 0:
                     logger.exception("demo CDP live batch failed (%d failures so far)", failures)
+
+    def _run_responses(self) -> None:
+        while not self._stopping.wait(RESPONSE_POLL_SECONDS):
+            self.release_due_responses()
+
+    def release_due_responses(self) -> int:
+        """Append the responses to actions whose time has come to the log; return how many."""
+        now = time.monotonic()
+        due = []
+        with self._actions_lock:
+            while self._responses and self._responses[0][0] <= now:
+                due.append(heapq.heappop(self._responses)[2])
+        if due:
+            self.append(due)
+        return len(due)
+
+    def receive_action(self, payload: object) -> bool:
+        """Take one playbook action; return True when its idempotency key was seen before (the
+        action is then ignored). Raises `RequestError` (400) for an invalid action."""
+        action = _check_action(payload)
+        key = action["idempotency_key"]
+        with self._actions_lock:
+            self.action_requests += 1
+            if key in self.actions:
+                return True
+            self.actions[key] = action
+            at_ms = to_epoch_ms(self.clock())
+            started = time.monotonic()
+            for delay, message in self.responder.respond(action, at_ms, self.response_delay_scale):
+                self._response_sequence += 1
+                heapq.heappush(self._responses, (started + delay, self._response_sequence, message))
+        logger.info("demo CDP received action %s of run %s for user %s (held out: %s)",
+                    action["action_id"], action["run_id"], action["user_id"], action["held_out"])
+        return False
 
     # Request handling, called by `_Handler` in the server's threads.
 
@@ -445,6 +507,32 @@ def _batch_messages(payload: dict) -> list[dict]:
     return messages
 
 
+def _check_action(payload: object) -> dict:
+    """Return a playbook action with only its known fields; raise `RequestError` (400) naming the
+    first invalid one."""
+    if not isinstance(payload, dict):
+        raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_action", "The action must be a JSON object.")
+    checks = {
+        "user_id": lambda value: isinstance(value, str) and value != "",
+        "playbook": lambda value: isinstance(value, str) and value != "",
+        "idempotency_key": lambda value: isinstance(value, str) and 0 < len(value) <= 128,
+        "run_id": lambda value: isinstance(value, int) and not isinstance(value, bool),
+        "action_id": lambda value: isinstance(value, int) and not isinstance(value, bool),
+        "held_out": lambda value: isinstance(value, bool),
+        "channel": lambda value: value in ACTION_CHANNELS,
+    }
+    for name, valid in checks.items():
+        if not valid(payload.get(name)):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_action",
+                               f"Invalid or missing {name!r} in the action: {payload.get(name)!r:.80}.")
+    optional = {"segment": str, "content": str, "email": str, "account_id": str, "step": int}
+    for name, kind in optional.items():
+        if payload.get(name) is not None and not isinstance(payload[name], kind):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_action",
+                               f"Invalid {name!r} in the action: expected {kind.__name__}.")
+    return {name: payload.get(name) for name in (*checks, *optional)}
+
+
 def _unauthorized() -> RequestError:
     return RequestError(HTTPStatus.UNAUTHORIZED, "unauthorized",
                         "Missing or invalid write key: send it as the HTTP Basic auth user name.")
@@ -466,6 +554,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "segops-demo-cdp/0.1"
     timeout = CONNECTION_TIMEOUT_SECONDS
+    # The headers and the body are written separately, and with Nagle's algorithm the body then
+    # waits for the client's delayed ACK: about 40 ms per request on Linux.
+    disable_nagle_algorithm = True
     server: _Server
 
     @property
@@ -506,12 +597,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif path in TRACKING_PATHS:
                 self._require_method(method, "POST")
                 self._track(path.removeprefix("/v1/"))
+            elif path == ACTIONS_PATH:
+                self._require_method(method, "POST")
+                self._action()
             else:
                 self._discard_body()
                 raise RequestError(HTTPStatus.NOT_FOUND, "not_found",
                                    f"Not found: {path[:200]}. The endpoints are /v1/events, /v1/batch, "
                                    "/v1/track, /v1/identify, /v1/group, /v1/page, /v1/screen, "
-                                   "/v1/alias and /health.")
+                                   "/v1/alias, /v1/actions and /health.")
         except RequestError as error:
             logger.info("demo CDP rejected %s %s from %s: %d %s", method, path[:200],
                         self.client_address[0], error.status, error.code)
@@ -535,6 +629,13 @@ class _Handler(BaseHTTPRequestHandler):
         payload = parse_json(body)
         self.cdp.receive(kind, payload, header_authorized=header is not None)
         self._send(HTTPStatus.OK, b'{"success":true}')
+
+    def _action(self) -> None:
+        body = self._read_body(MAX_MESSAGE_BYTES)
+        if not self.cdp.authorized(self.headers.get("Authorization")):
+            raise _unauthorized()
+        duplicate = self.cdp.receive_action(parse_json(body))
+        self._send(HTTPStatus.OK, orjson.dumps({"success": True, "duplicate": duplicate}))
 
     def _content_length(self) -> int:
         text = self.headers.get("Content-Length")

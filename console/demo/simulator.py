@@ -883,3 +883,138 @@ class Simulator:
             account.owner = user
             account.created_ms = at_ms
         return user
+
+
+# --- responses to playbook actions ----------------------------------------------------------------
+
+EMAIL_DELIVERED, EMAIL_OPENED, EMAIL_CLICKED = _TAXONOMY.email_events[:3]
+# Chance of each email event, given the previous one: delivered of sent, opened of delivered,
+# clicked of opened.
+EMAIL_DELIVERED_SHARE = 0.95
+EMAIL_OPENED_SHARE = 0.45
+EMAIL_CLICKED_SHARE = 0.35
+# Seconds after the action at which each response arrives, as (low, high).
+RESPONSE_DELAYS = {EMAIL_DELIVERED: (1.0, 3.0), EMAIL_OPENED: (3.0, 8.0), EMAIL_CLICKED: (5.0, 10.0),
+                 "outcome": (6.0, 15.0)}
+# Core features that a discovery campaign is about: the advanced ones.
+DISCOVERY_FEATURES = ("Automation Created", "Integration Connected", "Dashboard Shared")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result a playbook's segment calls for, and its chance for treated and held-out users."""
+
+    kind: str
+    treated: float
+    baseline: float
+
+
+# Treated users reach the outcome more often than held-out users, who only have the baseline.
+OUTCOMES: dict[str, Outcome] = {
+    "Not-Yet-Activated": Outcome("activation", 0.35, 0.10),
+    "Activated-Not-Retained": Outcome("activity", 0.40, 0.15),
+    "At-Risk": Outcome("activity", 0.35, 0.15),
+    "Churned": Outcome("activity", 0.15, 0.05),
+    "Below-Threshold Usage": Outcome("feature", 0.30, 0.10),
+    "Champion": Outcome("referral", 0.25, 0.08),
+}
+DEFAULT_OUTCOME = Outcome("engagement", 0.25, 0.10)
+
+
+class ActionResponder:
+    """The simulated users' responses to playbook actions that reach the demo CDP.
+
+    An email is delivered to most users, opened by a share of them and clicked by a smaller
+    share. Once per run and user, the user may reach the playbook's outcome (a first project, new
+    activity, a new feature), more often when treated than when held out. The responses to an action
+    depend only on the seed and the action's idempotency key, not on the order actions arrive.
+    """
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self._decided: set[tuple[object, str]] = set()
+        self._users: dict[str, User] | None = None
+
+    def respond(self, action: dict, at_ms: int, delay_scale: float = 1.0) -> list[tuple[float, dict]]:
+        """Return the messages the user sends back for `action` (as the demo CDP received it at
+        `at_ms`), each with its delay in seconds, ordered by delay. `delay_scale` shortens or
+        stretches every delay; each message's timestamp is `at_ms` plus its delay."""
+        rng = _FastRandom(f"segops-demo/{self.simulator.seed}/action/{action['idempotency_key']}")
+        user_id = action["user_id"]
+        user = self._user(user_id)
+        properties = {"playbook": action["playbook"], "run_id": action["run_id"], "action_id": action["action_id"],
+                      "content": action.get("content")}
+        responses: list[tuple[float, dict]] = []
+
+        def add(kind: str, event: str, extra: dict, message_type: str = "track", after: float = 0.0) -> None:
+            low, high = RESPONSE_DELAYS[kind]
+            delay = (rng.uniform(low, high) + after) * delay_scale
+            responses.append((delay, self._message(rng, message_type, user_id, user, at_ms + int(delay * 1000),
+                                                 event, extra)))
+
+        if not action["held_out"] and action.get("channel") == "email" and rng.random() < EMAIL_DELIVERED_SHARE:
+            add(EMAIL_DELIVERED, EMAIL_DELIVERED, properties)
+            if rng.random() < EMAIL_OPENED_SHARE:
+                add(EMAIL_OPENED, EMAIL_OPENED, properties)
+                if rng.random() < EMAIL_CLICKED_SHARE:
+                    add(EMAIL_CLICKED, EMAIL_CLICKED, properties)
+
+        decided = (action["run_id"], user_id)
+        if decided not in self._decided:
+            self._decided.add(decided)
+            outcome = OUTCOMES.get(action.get("segment") or "", DEFAULT_OUTCOME)
+            chance = outcome.baseline if action["held_out"] else outcome.treated
+            if rng.random() < chance:
+                # Each event of the outcome comes after the latest time the one before it can come.
+                after = 0.0
+                for event, extra, message_type in self._outcome_events(rng, outcome.kind, user):
+                    add("outcome", event, extra, message_type, after)
+                    after += RESPONSE_DELAYS["outcome"][1]
+        responses.sort(key=lambda response: response[0])
+        return responses
+
+    def _user(self, user_id: str) -> User | None:
+        simulator = self.simulator
+        if self._users is None:
+            self._users = {user.user_id: user for user in simulator.users}
+        user = self._users.get(user_id)
+        if user is None:
+            # Users who signed up live are few, and only known to the live simulation.
+            user = next((live for live in simulator._live_users if live.user_id == user_id), None)
+        return user
+
+    def _outcome_events(self, rng: random.Random, kind: str, user: User | None) -> list[tuple[str, dict, str]]:
+        company = _Company(_Emitter(rng, 0, 0), self.simulator.now_ms)
+        if kind == "activation":
+            event = ACTIVATION_EVENT
+        elif kind == "feature":
+            unused = [feature for feature in DISCOVERY_FEATURES if user is None or feature not in user.features]
+            event = rng.choice(unused or list(DISCOVERY_FEATURES))
+        elif kind == "referral":
+            event = REFERRAL_SENT
+        elif kind == "activity":
+            event = "Task Created"
+        else:
+            event = "Report Viewed"
+        properties = company.feature_properties(user, event) if user is not None else {}
+        events = [(event, properties, "track")]
+        if kind == "activity":
+            # Coming back starts with opening the app.
+            events.insert(0, ("Dashboard", {"path": "/dashboard"}, "page"))
+        return events
+
+    @staticmethod
+    def _message(rng: random.Random, message_type: str, user_id: str, user: User | None, at_ms: int,
+                 name: str, properties: dict) -> dict:
+        message = {"type": message_type, "messageId": _random_id(rng), "userId": user_id}
+        if message_type == "page":
+            message["name"] = name
+        else:
+            message["event"] = name
+        message["properties"] = properties
+        message["timestamp"] = format_iso_ms(at_ms)
+        context: dict = {"library": {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}}
+        if user is not None:
+            context["groupId"] = user.account.account_id
+        message["context"] = context
+        return message
