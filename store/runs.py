@@ -245,8 +245,8 @@ def _plan(
         user_ids = _resolve_target(connection, playbook, target, warnings)
     else:
         user_ids = sorted(set(users))
-    excluded = _excluded_users(connection, playbook.exclude_segments)
-    cooling = _cooling_users(connection, playbook, now)
+    excluded = _excluded_users(connection, playbook.exclude_segments, user_ids)
+    cooling = _cooling_users(connection, playbook, now, user_ids)
 
     counts = RunCounts(targeted=len(user_ids))
     decisions: dict[str, str] = {}
@@ -343,25 +343,37 @@ def _contacts(connection: sqlite3.Connection, account_ids: Sequence[str]) -> lis
     return users
 
 
-def _excluded_users(connection: sqlite3.Connection, segment_names: Sequence[str]) -> set[str]:
+def _excluded_users(connection: sqlite3.Connection, segment_names: Sequence[str], user_ids: Sequence[str]) -> set[str]:
+    """Return those of `user_ids` that are members of an excluded segment now (for an account
+    segment, whose account is a member)."""
     excluded: set[str] = set()
     for name in segment_names:
-        members = [row[0] for row in connection.execute(
-            "SELECT entity_id FROM memberships WHERE segment = ?", (name,))]
         if _entity_of(name) == "account":
-            members = _account_users(connection, members)
-        excluded.update(members)
+            query = ("SELECT user_id FROM user_facts WHERE user_id IN ({marks}) AND account_id IN "
+                     "(SELECT entity_id FROM memberships WHERE segment = ?)")
+        else:
+            query = "SELECT entity_id FROM memberships WHERE entity_id IN ({marks}) AND segment = ?"
+        for chunk in _chunks(user_ids):
+            excluded.update(row[0] for row in connection.execute(
+                query.format(marks=",".join("?" * len(chunk))), (*chunk, name)))
     return excluded
 
 
-def _cooling_users(connection: sqlite3.Connection, playbook: PlaybookLike, now: int) -> set[str]:
+def _cooling_users(
+    connection: sqlite3.Connection, playbook: PlaybookLike, now: int, user_ids: Sequence[str]
+) -> set[str]:
+    """Return those of `user_ids` with an action of this playbook in the cooldown window."""
     if playbook.cooldown_days <= 0:
         return set()
-    marks = ",".join("?" * len(COOLDOWN_STATUSES))
-    return {row[0] for row in connection.execute(
-        f"SELECT DISTINCT user_id FROM actions WHERE playbook = ? AND created_at > ? AND status IN ({marks})",
-        (playbook.id, now - playbook.cooldown_days * DAY_MS, *COOLDOWN_STATUSES),
-    )}
+    statuses = ",".join("?" * len(COOLDOWN_STATUSES))
+    cooling: set[str] = set()
+    for chunk in _chunks(user_ids):
+        cooling.update(row[0] for row in connection.execute(
+            f"SELECT DISTINCT user_id FROM actions WHERE user_id IN ({','.join('?' * len(chunk))})"
+            f" AND playbook = ? AND created_at > ? AND status IN ({statuses})",
+            (*chunk, playbook.id, now - playbook.cooldown_days * DAY_MS, *COOLDOWN_STATUSES),
+        ))
+    return cooling
 
 
 def _recipients(connection: sqlite3.Connection, user_ids: Sequence[str], decisions: dict[str, str]) -> list[Recipient]:

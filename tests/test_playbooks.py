@@ -165,7 +165,7 @@ def test_secret_from_environment_first():
     assert destination.secret("write_key", {"SEG_KEY": "from-env"}) == "from-env"
     assert destination.secret("write_key", {}) == "literal-key"
     assert destination.secret("write_key", {"SEG_KEY": ""}) == "literal-key"
-    assert destination.field("url") == "https://api.segment.io"
+    assert destination.field_value("url") == "https://api.segment.io"
 
 
 # --- holdout -------------------------------------------------------------------------------------
@@ -435,6 +435,18 @@ def test_trigger_without_terminal_refuses(tmp_path):
     assert "Traceback" not in result.output
     listed = json.loads(segops(cache, config, "actions", "--json").output)
     assert listed == []
+
+
+@pytest.mark.parametrize("reply, runs_recorded", [("y\n", 1), ("n\n", 0)])
+def test_trigger_asks_on_terminal(tmp_path, monkeypatch, reply, runs_recorded):
+    cache, config = write_company(tmp_path)
+    monkeypatch.setattr("console.commands.playbooks._stdin_is_terminal", lambda: True)
+    result = segops(cache, config, "trigger", "first-project-guidance", "--account", "acme", input=reply)
+    assert "first-project-guidance on account acme: 20 targeted" in result.output
+    assert "n00@example.com" in result.output
+    assert "Queue the actions for" in result.output
+    assert result.exit_code == (0 if runs_recorded else 1)
+    assert len(json.loads(segops(cache, config, "actions", "--json").output)) == runs_recorded
 
 
 def test_trigger_dry_run_needs_no_confirmation(tmp_path):

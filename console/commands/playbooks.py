@@ -127,10 +127,14 @@ def trigger(globals_, playbook_id: str, user_id: str | None, account_id: str | N
         click.echo(f"  {record['actions_queued']} actions in the outbox; `segops dispatch --once` sends the due ones")
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _confirm(run_plan) -> None:
     from console.cli import _fail
 
-    if not sys.stdin.isatty():
+    if not _stdin_is_terminal():
         _fail("not triggered: confirmation needs a terminal; pass --yes to confirm, or --dry-run to see the counts")
     counts = run_plan.counts
     click.echo(f"{run_plan.playbook} on {run_plan.target.kind} {run_plan.target.id}: {counts.targeted} targeted, "

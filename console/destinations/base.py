@@ -165,7 +165,7 @@ class DestinationClient:
 
     def require_url(self, key: str = "url") -> str:
         """Return a URL field without a trailing slash, or raise `DestinationNotConfigured`."""
-        value = self.destination.field(key).rstrip("/")
+        value = self.destination.field_value(key).rstrip("/")
         if not value:
             raise DestinationNotConfigured(f"destination {self.name}: set destinations.{self.name}.{key}")
         return value

@@ -18,7 +18,7 @@ class DemoClient(DestinationClient):
     """Sends actions and held-out notices to the demo CDP, by default the configured source."""
 
     def configure(self) -> None:
-        base = self.destination.field("url").rstrip("/") or (self._source_url or "").rstrip("/")
+        base = self.destination.field_value("url").rstrip("/") or (self._source_url or "").rstrip("/")
         if not base:
             raise DestinationNotConfigured(
                 f"destination {self.name}: set destinations.{self.name}.url or source.url to the demo CDP"

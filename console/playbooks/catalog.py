@@ -163,7 +163,7 @@ class Destination:
     def kind(self) -> DestinationKind:
         return DESTINATION_KINDS[self.type]
 
-    def field(self, key: str) -> str:
+    def field_value(self, key: str) -> str:
         """Return a plain field, or its type's default, or ""."""
         return self.fields.get(key) or self.kind.defaults.get(key, "")
 
