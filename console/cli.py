@@ -509,7 +509,8 @@ def info(globals_: Globals) -> None:
     click.echo(f"operator       {config.operator or getpass.getuser()}")
     click.echo(f"read-only      {'yes' if config.read_only else 'no'}")
     for name, destination in config.destinations.items():
-        fields = [f"{key} {destination.field_value(key)}" for key in destination.kind.fields if destination.field_value(key)]
+        fields = [f"{key} {destination.field_value(key)}" for key in destination.kind.fields
+                  if destination.field_value(key)]
         secrets = [f"{key} {mask_secret(destination.secret(key))} (from {reference.describe()})"
                    for key, reference in destination.secrets.items()]
         click.echo(f"destination    {name}: {destination.type}" + "".join(f"; {item}" for item in fields + secrets))

@@ -102,7 +102,7 @@ class Recipient:
 
 @dataclass
 class RunPlan:
-    """What a run would do, computed without writing anything.
+    """The outcome a run would have, computed without writing anything.
 
     `preview` contains the first `preview_limit` recipients by user id; `decisions` maps every
     targeted user to its decision.

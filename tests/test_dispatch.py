@@ -37,7 +37,8 @@ MINUTE_MS = 60_000
 
 def make_config(steps=None, holdout_share=0.0, source_url=None, **dispatch):
     data = {
-        "destinations": {"hook": {"type": "webhook", "url": "https://hooks.example.com/segops", "secret_env": SECRET_ENV}},
+        "destinations": {"hook": {"type": "webhook", "url": "https://hooks.example.com/segops",
+                                  "secret_env": SECRET_ENV}},
         "playbooks": {"welcome": {
             "segment": "New", "holdout_share": holdout_share,
             "steps": steps or [{"channel": "email", "destination": "hook", "content": "email-1"}],
@@ -413,7 +414,7 @@ def test_killed_dispatcher_loses_and_repeats_nothing(tmp_path):
         deadline = time.monotonic() + 20
         while server.requests < 4 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
-        # The 4th request is delivered, and its answer is 0.3 s away.
+        # The 4th request is delivered, and its response is 0.3 s away.
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:

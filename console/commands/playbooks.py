@@ -57,7 +57,8 @@ def _playbook_record(playbook) -> dict:
 @click.argument("playbook_id", metavar="PLAYBOOK")
 @click.option("--user", "user_id", help="Trigger for this user id.")
 @click.option("--account", "account_id", help="Trigger for the users of this account id.")
-@click.option("--segment", "segment_name", help='Trigger for the members of this segment ("Power Users" or power-users).')
+@click.option("--segment", "segment_name",
+              help='Trigger for the members of this segment ("Power Users" or power-users).')
 @click.option("--dry-run", is_flag=True, help="Record the run and its counts, queue nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when input is not a terminal).")
 @click.option("--json", "as_json", is_flag=True,
