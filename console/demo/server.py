@@ -391,7 +391,7 @@ class DemoCDP:
             for delay, message in self.responder.respond(action, at_ms, self.response_delay_scale):
                 self._response_sequence += 1
                 heapq.heappush(self._responses, (started + delay, self._response_sequence, message))
-        logger.info("demo CDP received action %s of run %s for user %s (held out: %s)",
+        logger.debug("demo CDP received action %s of run %s for user %s (held out: %s)",
                     action["action_id"], action["run_id"], action["user_id"], action["held_out"])
         return False
 
