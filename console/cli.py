@@ -59,9 +59,12 @@ def _as_of(value: str | None) -> int:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML configuration file. Default: config.toml in the platform's config directory, "
                    "if it exists. See `segops config --default`.")
+@click.option("--read-only", is_flag=True,
+              help="Hide every action that changes anything: no trigger, no dispatch, no automatic playbooks "
+                   "(also the configuration key operator.read_only).")
 @click.version_option(package_name="segops")
 @click.pass_context
-def main(context: click.Context, cache: Path | None, config_path: Path | None) -> None:
+def main(context: click.Context, cache: Path | None, config_path: Path | None, read_only: bool) -> None:
     """segops: a terminal console for growth segmentation.
 
     Without a command, opens the console on the configured source and cache.
@@ -73,6 +76,8 @@ def main(context: click.Context, cache: Path | None, config_path: Path | None) -
         config = load_config(config_path)
     except ConfigError as error:
         _fail(str(error))
+    if read_only:
+        config.read_only = True
     context.obj = Globals(cache or paths.default_cache_path(), config, cache is not None)
     if context.invoked_subcommand is None:
         _run_console(context.obj, config.source_url, config.write_key, title_note=None)
@@ -178,11 +183,13 @@ def sync(globals_: Globals, source_url: str | None, write_key: str | None, mode:
         if sys.stderr.isatty():
             click.echo(f"\r{report.pages} pages, {report.result.read} messages", err=True, nl=False)
 
+    queue = _automatic_playbooks(globals_.config)
     with source:
         if mode == "once":
             try:
                 report = sync_once(db, source, globals_.config.settings, progress=show_progress,
-                                   stale_after_ms=int(globals_.config.stale_after * 1000))
+                                   stale_after_ms=int(globals_.config.stale_after * 1000),
+                                   after_evaluation=queue)
             except SourceError as error:
                 _fail(f"sync failed: {error}")
             if sys.stderr.isatty():
@@ -200,6 +207,7 @@ def sync(globals_: Globals, source_url: str | None, write_key: str | None, mode:
                 on_error=lambda error, delay: click.echo(f"sync failed: {error}; retrying in {delay:.0f} s", err=True),
                 stale_after_ms=int(globals_.config.stale_after * 1000),
                 backfill_days=globals_.config.backfill_days,
+                after_evaluation=queue,
             )
         except KeyboardInterrupt:
             stop.set()
@@ -226,6 +234,20 @@ def backfill_command(globals_: Globals, days: int) -> None:
     """Compute a snapshot of every population at the end of each past day from the cached events,
     so that trends are meaningful at once. Days that already have a snapshot are skipped."""
     _backfill(_open(globals_), globals_.config.settings, days)
+
+
+def _automatic_playbooks(config: Config):
+    """Return the after-evaluation hook that queues the runs of `on_entry` playbooks."""
+    from console.playbooks.automatic import queue_entries
+
+    def queue(db, report, previous_evaluated_at: int | None) -> None:
+        if previous_evaluated_at is None:
+            return  # A first evaluation finds members; nobody entered.
+        created = queue_entries(db, config, previous_evaluated_at, stale=report.stale)
+        for run in created:
+            click.echo(f"automatic run {run.id} of {run.playbook}: {run.counts.queued} queued", err=True)
+
+    return queue
 
 
 def _print_sync(report) -> None:

@@ -67,13 +67,15 @@ def sync_once(
     clock: Callable[[], int] = now_ms,
     stop: threading.Event | None = None,
     stale_after_ms: int = 15 * 60 * 1000,
+    after_evaluation: Callable[[sqlite_utils.Database, SyncReport, int | None], None] | None = None,
 ) -> SyncReport:
     """Pull every page after the committed cursor, committing each page with its cursor, then
     evaluate the segments at `clock()` (incrementally: only what can have changed) and write a
     snapshot.
 
     The snapshot is marked stale, and kept out of trends, when no message arrived for
-    `stale_after_ms`. `progress` is called after each page. Raises `SourceError` when a page cannot be fetched; the
+    `stale_after_ms`. `progress` is called after each page. `after_evaluation(db, report,
+    previous_evaluated_at)` runs after the evaluation, for automatic playbooks. Raises `SourceError` when a page cannot be fetched; the
     failure is recorded on the source first, and the pages already committed stay.
     """
     started = time.perf_counter()
@@ -100,12 +102,15 @@ def sync_once(
             progress(report)
 
     if evaluate and (stop is None or not stop.is_set()):
+        previous = db.conn.execute("SELECT MAX(evaluated_at) FROM evaluations").fetchone()[0]
         t = clock()
         latest = db.conn.execute("SELECT MAX(received_at) FROM messages").fetchone()[0]
         report.stale = latest is None or t - latest > stale_after_ms
         evaluation = refresh_incremental(db, settings, t, stale=report.stale)
         report.evaluated_at = evaluation.t
         report.populations = evaluation.populations()
+        if after_evaluation is not None:
+            after_evaluation(db, report, previous)
     report.seconds = time.perf_counter() - started
     logger.info(
         "sync of %s finished: %d pages, %d read, %d stored, %d duplicates, %d quarantined in %.1f s",
@@ -136,6 +141,7 @@ def follow(
     on_error: Callable[[SourceError, float], None] | None = None,
     stale_after_ms: int = 15 * 60 * 1000,
     backfill_days: int = 0,
+    after_evaluation: Callable[[sqlite_utils.Database, SyncReport, int | None], None] | None = None,
 ) -> None:
     """Sync, wait `interval` seconds, and repeat until `stop` is set.
 
@@ -148,7 +154,8 @@ def follow(
     delays = backoff_delays()
     while not stop.is_set():
         try:
-            report = sync_once(db, source, settings, stop=stop, stale_after_ms=stale_after_ms)
+            report = sync_once(db, source, settings, stop=stop, stale_after_ms=stale_after_ms,
+                               after_evaluation=after_evaluation)
         except SourceError as error:
             delay = next(delays)
             retry_after = getattr(error, "retry_after", None)

@@ -33,9 +33,10 @@ MIGRATIONS: list[tuple[int, str]] = [
             ON messages (user_key, event_time, type, event, linked_at, group_id, team_id);
         CREATE INDEX messages_unlinked ON messages (anonymous_id) WHERE user_id IS NULL;
         -- Messages that become visible between two evaluation times, by event or link time.
-        CREATE INDEX messages_time ON messages (event_time, user_key);
+        CREATE INDEX messages_time ON messages (event_time, user_key, group_id);
         CREATE INDEX messages_linked ON messages (linked_at, user_key) WHERE linked_at IS NOT NULL;
-        CREATE INDEX messages_group ON messages (group_id, user_key) WHERE group_id IS NOT NULL;
+        CREATE INDEX messages_group ON messages (group_id, user_key, event_time, linked_at)
+            WHERE group_id IS NOT NULL;
         -- Rare events (NPS answers) are read by name without scanning every message.
         CREATE INDEX messages_event ON messages (event, event_time) WHERE type = 'track';
 

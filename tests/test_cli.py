@@ -220,3 +220,11 @@ def test_transitions_json(tmp_path):
                                 "--segment", "not-yet-activated").output)
     assert [(record["id"], record["entered"]) for record in records] == [("new-user", False)]
     assert "activated" in records[0]["reason"]
+
+
+def test_read_only_flag_rejects_trigger(tmp_path):
+    invoke(tmp_path / "c.db", "import", str(company(tmp_path)))
+    result = CliRunner().invoke(main, ["--cache", str(tmp_path / "c.db"), "--read-only", "trigger",
+                                       "first-project-guidance", "--user", "new-user", "--yes"])
+    assert result.exit_code != 0
+    assert "read-only" in result.output
