@@ -29,8 +29,9 @@ def ensure_writable(config: Config, operation: str) -> None:
     if config.read_only:
         where = f" in {config.path}" if config.path else ""
         raise ReadOnlyError(
-            f"{operation} is not allowed in read-only mode (operator.read_only = true{where}); "
-            "set it to false to queue or send actions"
+            f"{operation} is not allowed in read-only mode (the --read-only option, or "
+            f"operator.read_only = true{where}); drop the option or set the key to false to queue or "
+            "send actions"
         )
 
 
