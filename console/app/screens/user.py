@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from console.app.screens.base import ConsoleScreen
 from console.app.screens.event import EventScreen
 from console.app.widgets.explanation import verdicts_text
+from console.app.widgets.near_miss import near_misses, near_misses_text
 from console.app.widgets.text import json_text, moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_user
@@ -73,9 +74,13 @@ class UserScreen(ConsoleScreen):
             with Vertical(classes="pane narrow") as pane:
                 pane.border_title = "Traits"
                 yield DataTable(id="traits", cursor_type="row", zebra_stripes=True)
-            with VerticalScroll(id="explanations", classes="pane wide") as pane:
-                pane.border_title = "Segments, explained at now"
-                yield Static(Text("evaluating…", style="dim"), id="explanation")
+            with Vertical(id="user-verdicts"):
+                with VerticalScroll(id="near-misses", classes="pane") as pane:
+                    pane.border_title = "Near misses: one condition from entering or leaving"
+                    yield Static(Text("evaluating…", style="dim"), id="near-miss")
+                with VerticalScroll(id="explanations", classes="pane") as pane:
+                    pane.border_title = "Segments, explained at now"
+                    yield Static(Text("evaluating…", style="dim"), id="explanation")
         with Horizontal(classes="row"):
             with Vertical(classes="pane") as pane:
                 pane.border_title = "Transitions"
@@ -93,6 +98,7 @@ class UserScreen(ConsoleScreen):
             self.query_one("#user-summary", Static).update(Text.assemble(
                 ("unknown user ", "bold red"), plain(self.user_id), (": no message in the cache names it", "dim")))
             self.query_one("#explanation", Static).update("")
+            self.query_one("#near-miss", Static).update("")
             return
         self._show_summary(detail)
         self._show_traits(detail["traits"])
@@ -185,10 +191,13 @@ class UserScreen(ConsoleScreen):
         pane.border_title = f"Segments, explained at {moment(message.t)} UTC"
         if message.verdicts is None:
             text = Text("no facts for this user at that time", style="dim")
+            misses = Text("", end="")
         else:
             order = [definition.name for definition in seg.ALL_SEGMENTS if definition.entity == "user"]
             text = verdicts_text(message.verdicts, order)
+            misses = near_misses_text(near_misses(message.verdicts, order))
         self.query_one("#explanation", Static).update(text)
+        self.query_one("#near-miss", Static).update(misses)
 
     @on(DataTable.RowSelected, "#events")
     def open_event(self, event: DataTable.RowSelected) -> None:
