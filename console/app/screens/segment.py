@@ -1,4 +1,5 @@
-"""The segment screen: a segment's members, paged from the cache, sortable and filterable."""
+"""The segment screen: a segment's members, paged from the cache, sortable and filterable, and
+who entered or left it lately."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console.app.screens.base import ConsoleScreen
-from console.app.widgets.text import moment, number, plain
+from console.app.widgets.text import change, moment, number, plain
 from store import segments as seg
-from store.queries import ACCOUNT_SORTS, USER_SORTS, MemberPage, member_count, members_page
+from store.queries import ACCOUNT_SORTS, USER_SORTS, MemberPage, member_count, members_page, segment_movers
+from store.settings import DAY_MS
 
 PAGE_SIZE = 100
 # Pages kept in the table at once: the table is a window on the segment, never a copy of it.
@@ -25,6 +28,8 @@ MAX_PAGES = 3
 LOAD_MARGIN = 20
 # Typing in the filter applies it after this pause, in seconds, instead of a query per keystroke.
 FILTER_DELAY = 0.3
+# Movers listed per direction: the latest entries and the latest exits of the last 7 days.
+MOVER_LIMIT = 50
 
 # Column key -> header label, for each entity.
 USER_COLUMNS = {
@@ -54,6 +59,15 @@ class MembersLoaded(Message):
         self.population = population
 
 
+class MoversLoaded(Message):
+    """The segment's movers of the last 24 hours and of the last 7 days, from a worker thread."""
+
+    def __init__(self, day: dict, week: dict) -> None:
+        super().__init__()
+        self.day = day
+        self.week = week
+
+
 @dataclass
 class LoadedPage:
     """A page on screen and its position in the segment's current order, counted from 0."""
@@ -80,6 +94,12 @@ class MembersTable(DataTable):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="segment.open")]
 
 
+class MoversTable(DataTable):
+    """The latest entries and exits of the segment. Enter opens the mover."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open mover", id="segment.movers.open")]
+
+
 class SegmentScreen(ConsoleScreen):
     """A segment's members. Enter opens a member: a user, or an account for account segments."""
 
@@ -89,6 +109,7 @@ class SegmentScreen(ConsoleScreen):
         Binding("s", "cycle_sort", "Sort column", id="segment.sort"),
         Binding("S", "toggle_direction", "Sort direction", id="segment.direction"),
         Binding("r", "refresh", "Refresh", id="segment.refresh"),
+        Binding("m", "switch_table", "Movers/members", id="segment.movers"),
     ]
 
     AUTO_FOCUS = "#members"
@@ -113,6 +134,8 @@ class SegmentScreen(ConsoleScreen):
         self._loading = False
         self._failed = False
         self._filter_timer: Timer | None = None
+        # The entity id of each row of the movers table, by row index: one entity can move twice.
+        self._mover_ids: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -120,11 +143,17 @@ class SegmentScreen(ConsoleScreen):
         searched = "id or name" if self.definition.entity == "account" else "id, email or name"
         yield FilterInput(placeholder=f"filter by {searched}, ignoring case; Enter applies, Esc closes", id="filter")
         yield MembersTable(cursor_type="row", zebra_stripes=True, id="members")
+        with Vertical(id="movers", classes="pane") as pane:
+            pane.border_title = (
+                f"Movers: the latest {MOVER_LIMIT} entries and the latest {MOVER_LIMIT} exits of the last 7 days")
+            yield Static(Text("loading…", style="dim"), id="movers-counts")
+            yield MoversTable(cursor_type="row", zebra_stripes=True, id="movers-table")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self._add_columns()
         self.reload()
+        self.load_movers()
 
     # Loading.
 
@@ -142,6 +171,7 @@ class SegmentScreen(ConsoleScreen):
         """Read the population and the first page again, after a sync changed the segment."""
         self.population = None
         self.reload()
+        self.load_movers()
 
     def _request(self, index: int) -> None:
         if self._loading or index < 0 or index >= len(self._starts):
@@ -255,11 +285,75 @@ class SegmentScreen(ConsoleScreen):
 
     @on(DataTable.RowSelected, "#members")
     def open_member(self, event: DataTable.RowSelected) -> None:
-        key = str(event.row_key.value)
+        self._open(str(event.row_key.value))
+
+    @on(DataTable.RowSelected, "#movers-table")
+    def open_mover(self, event: DataTable.RowSelected) -> None:
+        self._open(self._mover_ids[event.cursor_row])
+
+    def _open(self, entity_id: str) -> None:
         if self.definition.entity == "account":
-            self.app.open_account(key, self.crumbs)
+            self.app.open_account(entity_id, self.crumbs)
         else:
-            self.app.open_user(key, self.crumbs)
+            self.app.open_user(entity_id, self.crumbs)
+
+    def action_switch_table(self) -> None:
+        """Move the focus between the members and the movers."""
+        movers = self.query_one(MoversTable)
+        if movers.has_focus:
+            self.query_one(MembersTable).focus()
+        elif movers.display:
+            movers.focus()
+        else:
+            self.notify("No one entered or left this segment in the last 7 days.")
+
+    # Movers.
+
+    def load_movers(self) -> None:
+        """Read the entries and exits of the last 24 hours and 7 days, as of the app's clock."""
+        self._query_movers(self.app.clock())
+
+    @work(thread=True, exclusive=True, group="movers", exit_on_error=False, name="movers query")
+    def _query_movers(self, now: int) -> None:
+        with self.app.reader() as connection:
+            day = segment_movers(connection, self.definition.name, now - DAY_MS, limit=0)
+            week = segment_movers(connection, self.definition.name, now - 7 * DAY_MS, limit=MOVER_LIMIT)
+        self.post_message(MoversLoaded(day, week))
+
+    def on_movers_loaded(self, message: MoversLoaded) -> None:
+        counts = Text(end="")
+        for index, (label, movers) in enumerate((("last 24 hours", message.day), ("last 7 days", message.week))):
+            if index:
+                counts.append("  │  ", style="dim")
+            counts.append(f"{label}: ", style="dim")
+            counts.append_text(change(movers["entered_count"]))
+            counts.append(" entered, ", style="dim")
+            counts.append_text(change(-movers["left_count"]))
+            counts.append(" left", style="dim")
+        if not message.week["entered"] and not message.week["left"]:
+            counts.append("  │  no one entered or left in the last 7 days", style="dim")
+        self.query_one("#movers-counts", Static).update(counts)
+        self._show_movers(message.week)
+
+    def _show_movers(self, week: dict) -> None:
+        moves = [(row, True) for row in week["entered"]] + [(row, False) for row in week["left"]]
+        # Entries and exits come as two lists, each newest first, so they are merged by time here.
+        moves.sort(key=lambda move: move[0]["at"], reverse=True)
+        table = self.query_one(MoversTable)
+        table.display = bool(moves)
+        table.clear(columns=True)
+        entity = "Account" if self.definition.entity == "account" else "User"
+        for key, label in (("at", "At (UTC)"), ("change", "Change"), ("id", entity), ("reason", "Reason")):
+            table.add_column(label, key=key)
+        self._mover_ids = []
+        for row, entered in moves:
+            self._mover_ids.append(row["id"])
+            table.add_row(
+                Text(moment(row["at"]), end=""),
+                Text("entered", style="green", end="") if entered else Text("left", style="red", end=""),
+                plain(row["id"], style="bold"),
+                plain(row["reason"]),
+            )
 
     # Sorting and filtering.
 
