@@ -23,7 +23,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.app.screens.account import AccountScreen
 from console.app.screens.dashboard import DashboardScreen
+from console.app.screens.flow import FlowScreen
 from console.app.screens.help import HelpScreen
+from console.app.screens.quarantine import QuarantineScreen
 from console.app.screens.segment import SegmentScreen
 from console.app.screens.user import UserScreen
 from console.app.widgets.status import SyncState
@@ -108,25 +110,35 @@ def display_url(url: str | None) -> str | None:
         return "(invalid URL)"
 
 
+# Palette entries that open a screen: label, `jump_to` kind and help text.
+SCREEN_COMMANDS = (
+    ("Lifecycle flow", "flow", "Users per stage 7 or 30 days ago and stage now"),
+    ("Quarantine", "quarantine", "Messages the cache rejected, per reason, with their payloads"),
+)
+
+
 class SegopsCommands(Provider):
-    """Command palette entries: every segment, and users and accounts by id, email or name."""
+    """Command palette entries: the flow and quarantine screens, every segment, and users and
+    accounts by id, email or name."""
 
     app: SegopsApp
 
-    async def discover(self) -> Hits:
+    def _fixed_commands(self) -> Iterator[tuple[str, Callable, str]]:
+        for label, kind, help_text in SCREEN_COMMANDS:
+            yield label, partial(self.app.jump_to, kind), help_text
         for definition in seg.ALL_SEGMENTS:
-            label = f"Segment: {definition.name}"
-            yield DiscoveryHit(label, partial(self.app.jump_to, "segment", definition.name), text=label,
-                               help=definition.rule)
+            yield f"Segment: {definition.name}", partial(self.app.jump_to, "segment", definition.name), definition.rule
+
+    async def discover(self) -> Hits:
+        for label, command, help_text in self._fixed_commands():
+            yield DiscoveryHit(label, command, text=label, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for definition in seg.ALL_SEGMENTS:
-            label = f"Segment: {definition.name}"
+        for label, command, help_text in self._fixed_commands():
             score = matcher.match(label)
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(self.app.jump_to, "segment", definition.name),
-                          text=label, help=definition.rule)
+                yield Hit(score, matcher.highlight(label), command, text=label, help=help_text)
 
         text = query.strip()
         if not text:
@@ -226,12 +238,25 @@ class SegopsApp(App[None]):
     def open_account(self, account_id: str, crumbs: tuple[str, ...]) -> None:
         self.push_screen(AccountScreen(account_id, crumbs))
 
-    async def jump_to(self, kind: str, key: str) -> None:
-        """Go back to the dashboard and open a segment, a user or an account from there."""
+    def open_flow(self, crumbs: tuple[str, ...]) -> None:
+        self.push_screen(FlowScreen(crumbs))
+
+    def open_quarantine(self, crumbs: tuple[str, ...]) -> None:
+        self.push_screen(QuarantineScreen(crumbs))
+
+    async def jump_to(self, kind: str, key: str | None = None) -> None:
+        """Go back to the dashboard and open from there a segment, a user or an account named by
+        `key`, or the flow or quarantine screen."""
         while len(self.screen_stack) > 1:
             await self.pop_screen()
-        opener = {"segment": self.open_segment, "user": self.open_user, "account": self.open_account}[kind]
-        opener(key, ("Dashboard",))
+        crumbs = ("Dashboard",)
+        if kind == "flow":
+            self.open_flow(crumbs)
+        elif kind == "quarantine":
+            self.open_quarantine(crumbs)
+        else:
+            opener = {"segment": self.open_segment, "user": self.open_user, "account": self.open_account}[kind]
+            opener(key, crumbs)
 
     def action_help(self) -> None:
         """Show the keys of the screen under the help, with their descriptions."""

@@ -90,7 +90,11 @@ def _population(row: SegmentRow, stale: bool) -> Text:
 class DashboardScreen(ConsoleScreen):
     """The first screen: lifecycle and behavioral panels over the status line."""
 
-    BINDINGS = [Binding("r", "refresh", "Refresh", id="dashboard.refresh")]
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="dashboard.refresh"),
+        Binding("f", "open_flow", "Lifecycle flow", id="dashboard.flow"),
+        Binding("x", "open_quarantine", "Quarantine", id="dashboard.quarantine"),
+    ]
 
     def __init__(self) -> None:
         super().__init__(("Dashboard",))
@@ -123,6 +127,12 @@ class DashboardScreen(ConsoleScreen):
         """Sync now when a source is configured and idle, else re-read the cache."""
         if not self.app.sync_now():
             self.load()
+
+    def action_open_flow(self) -> None:
+        self.app.open_flow(self.crumbs)
+
+    def action_open_quarantine(self) -> None:
+        self.app.open_quarantine(self.crumbs)
 
     def load(self) -> None:
         """Re-read the segments and the cache status."""
