@@ -315,6 +315,8 @@ async def test_flow_shows_loading_while_computing(moving_cache, monkeypatch):
         release.set()
         await settle(pilot)
         assert not screen.query_one(FlowMatrix).loading
+        assert screen.focused is screen.query_one(FlowMatrix)
+        assert "⏎ List users" in screen_text(app)
         assert matrix_cell(screen, NOT_YET_SEEN, seg.NEW) == "5"
 
 

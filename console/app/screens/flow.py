@@ -145,9 +145,10 @@ class FlowScreen(ConsoleScreen):
                 self._compute(self.days, self.app.clock())
             return
         matrix.loading = False
-        t, flow = computed
-        self._fill(matrix, flow)
+        self._fill(matrix, computed[1])
         self._show_header(computed)
+        # A loading widget counts as disabled, so its keys were inactive, and the Footer must be told they are back.
+        self.refresh_bindings()
 
     @work(thread=True, group="flow", exit_on_error=False, name="lifecycle flow")
     def _compute(self, days: int, t: int) -> None:
