@@ -21,6 +21,7 @@ from console.playbooks.catalog import (
     parse_playbooks,
 )
 from console.playbooks.defaults import DEFAULT_DESTINATIONS, DEFAULT_PLAYBOOKS
+from store.reports import ReportSettings, ReportSettingsError, parse_reporting, reporting_toml
 from store.settings import Plan, Settings, Taxonomy, Thresholds
 
 WRITE_KEY_ENV = "SEGOPS_WRITE_KEY"
@@ -75,6 +76,8 @@ class Config:
         default_factory=lambda: parse_playbooks({}, parse_destinations({})))
     destinations: dict[str, Destination] = field(default_factory=lambda: parse_destinations({}))
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    # The [reporting] table and the playbooks' `outcome` keys.
+    reporting: ReportSettings = field(default_factory=ReportSettings)
     path: Path | None = None
 
 
@@ -188,7 +191,7 @@ def default_toml() -> str:
     for name, plan in Settings().plans.items():
         lines.append(f"[plans.{name}]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in plan.limits.items()]
-    lines += _destinations_toml() + _playbooks_toml()
+    lines += reporting_toml() + _destinations_toml() + _playbooks_toml()
     return "\n".join(lines) + "\n"
 
 
@@ -270,7 +273,7 @@ def load_config(path: Path | None) -> Config:
 def parse_config(data: dict, origin: str) -> Config:
     """Build a `Config` from parsed TOML. Raises `ConfigError` for unknown keys and wrong types."""
     _check_keys(data, {"source", "ingest", "operator", "taxonomy", "thresholds", "plans", "dispatch",
-                       "destinations", "playbooks"}, "", origin)
+                       "destinations", "playbooks", "reporting"}, "", origin)
     source = _table(data, "source", origin)
     _check_keys(source, {"url", "write_key", "sync_interval_seconds", "stale_after_seconds", "backfill_days"},
                 "source.", origin)
@@ -285,8 +288,10 @@ def parse_config(data: dict, origin: str) -> Config:
     _check_dispatch(dispatch, origin)
     try:
         destinations = parse_destinations(_table(data, "destinations", origin))
-        playbooks = parse_playbooks(_table(data, "playbooks", origin), destinations)
-    except CatalogError as error:
+        reporting, playbook_tables = parse_reporting(
+            _table(data, "reporting", origin), _table(data, "playbooks", origin))
+        playbooks = parse_playbooks(playbook_tables, destinations)
+    except (CatalogError, ReportSettingsError) as error:
         raise ConfigError(f"{origin}: {error}") from None
 
     taxonomy = _replace(Taxonomy(), _table(data, "taxonomy", origin), "taxonomy.", origin)
@@ -329,6 +334,7 @@ def parse_config(data: dict, origin: str) -> Config:
         playbooks=playbooks,
         destinations=destinations,
         dispatch=dispatch,
+        reporting=reporting,
     )
 
 

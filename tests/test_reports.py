@@ -474,10 +474,10 @@ def test_default_outcomes_follow_the_taxonomy():
 # --- health rows ---------------------------------------------------------------------------------
 
 
-def health_company(messages, newcomers: int = 12) -> None:
-    """Users who signed up 3 days ago and never activated (New and Not-Yet-Activated)."""
+def health_company(messages, newcomers: int = 12, at: int = T) -> None:
+    """Users who signed up 3 days before `at` and never activated (New and Not-Yet-Activated)."""
     for index in range(newcomers):
-        messages.track(f"n{index:02d}", "Signed Up", T - days(3))
+        messages.track(f"n{index:02d}", "Signed Up", at - days(3))
 
 
 def test_health_rows_show_population_trend_and_latest_run(cache, messages):
