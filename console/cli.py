@@ -119,6 +119,9 @@ def demo(globals_: Globals, port: int, seed: int, users: int) -> None:
         globals_.cache_path = paths.demo_cache_path()
         for suffix in ("", "-wal", "-shm"):
             Path(str(globals_.cache_path) + suffix).unlink(missing_ok=True)
+    # The demo's users respond to actions within seconds, so its reports look at the 10 minutes
+    # after each action instead of days.
+    globals_.config.reporting = globals_.config.reporting.with_windows(10 * 60_000)
     click.echo(f"Generating {users} simulated users (seed {seed})...", err=True)
     server = DemoCDP(port=port, seed=seed, users=users, write_key="demo")
     try:
