@@ -14,6 +14,7 @@ from textual.worker import Worker, WorkerState
 
 from console.app.screens.base import ConsoleScreen
 from console.app.screens.event import EventScreen, pretty_payload
+from console.app.widgets.columns import last_column_width
 from console.app.widgets.text import moment, number, plain
 from store.normalize import REASONS
 from store.queries import quarantine_counts
@@ -30,9 +31,8 @@ PAYLOAD_SHOWN_CHARS = 64 * 1024
 # Key, label and width of the message table's columns before the payload excerpt.
 MESSAGE_COLUMNS = (("received_at", "Received (UTC)", 19), ("reason", "Reason", 20), ("detail", "Detail", 34),
                    ("location", "Location", LOCATION_WIDTH))
-MIN_EXCERPT_WIDTH = 20
 # Cells taken by the table's round border and its vertical scrollbar.
-SCROLLBAR_AND_BORDER = 4
+BORDER_AND_SCROLLBAR = 4
 # Row key of the reasons table's first row, which shows every reason. Reason codes are never empty.
 ALL_REASONS = ""
 
@@ -195,12 +195,10 @@ class QuarantineScreen(ConsoleScreen):
         self._show_messages()
 
     def _add_message_columns(self) -> None:
-        # The payload column takes the width the others leave, so that the table needs no sideways scroll.
         table = self.query_one(MessageTable)
-        fixed = sum(width for _, _, width in MESSAGE_COLUMNS)
-        spare = table.size.width - fixed - 2 * table.cell_padding * (len(MESSAGE_COLUMNS) + 1) - SCROLLBAR_AND_BORDER
+        excerpt_width = last_column_width(table, [width for _, _, width in MESSAGE_COLUMNS], BORDER_AND_SCROLLBAR)
         table.clear(columns=True)
-        for key, label, width in (*MESSAGE_COLUMNS, ("excerpt", "Payload", max(MIN_EXCERPT_WIDTH, spare))):
+        for key, label, width in (*MESSAGE_COLUMNS, ("excerpt", "Payload", excerpt_width)):
             table.add_column(label, key=key, width=width)
 
     # Loading.

@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console.app.screens.base import ConsoleScreen
-from console.app.widgets.text import change, moment, number, plain
+from console.app.widgets.columns import last_column_width
+from console.app.widgets.text import change, clean, moment, number, plain
 from store import segments as seg
 from store.queries import ACCOUNT_SORTS, USER_SORTS, MemberPage, member_count, members_page, segment_movers
 from store.settings import DAY_MS
@@ -30,6 +31,10 @@ LOAD_MARGIN = 20
 FILTER_DELAY = 0.3
 # Movers listed per direction: the latest entries and the latest exits of the last 7 days.
 MOVER_LIMIT = 50
+# Width in cells of the movers' id column at most, so that the reason keeps most of the width.
+MOVER_ID_WIDTH = 24
+# Cells taken by the movers table's vertical scrollbar.
+SCROLLBAR_WIDTH = 2
 
 # Column key -> header label, for each entity.
 USER_COLUMNS = {
@@ -136,6 +141,8 @@ class SegmentScreen(ConsoleScreen):
         self._filter_timer: Timer | None = None
         # The entity id of each row of the movers table, by row index: one entity can move twice.
         self._mover_ids: list[str] = []
+        # The movers of the last 7 days as segment_movers returns them, kept to redraw on a resize.
+        self._movers: dict | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -335,24 +342,36 @@ class SegmentScreen(ConsoleScreen):
         self.query_one("#movers-counts", Static).update(counts)
         self._show_movers(message.week)
 
+    def on_resize(self) -> None:
+        if self._movers is not None:
+            self._show_movers(self._movers)
+
     def _show_movers(self, week: dict) -> None:
+        self._movers = week
         moves = [(row, True) for row in week["entered"]] + [(row, False) for row in week["left"]]
         # Entries and exits come as two lists, each newest first, so they are merged by time here.
         moves.sort(key=lambda move: move[0]["at"], reverse=True)
         table = self.query_one(MoversTable)
         table.display = bool(moves)
         table.clear(columns=True)
+
         entity = "Account" if self.definition.entity == "account" else "User"
+        id_width = min(MOVER_ID_WIDTH, max((len(clean(row["id"])) for row, _ in moves), default=0))
+        widths = {"at": 19, "change": 7, "id": max(id_width, len(entity))}
+        widths["reason"] = last_column_width(table, list(widths.values()), SCROLLBAR_WIDTH)
         for key, label in (("at", "At (UTC)"), ("change", "Change"), ("id", entity), ("reason", "Reason")):
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=widths[key])
+
         self._mover_ids = []
         for row, entered in moves:
             self._mover_ids.append(row["id"])
+            # The reason wraps, because it is the part of a move that explains it.
             table.add_row(
                 Text(moment(row["at"]), end=""),
                 Text("entered", style="green", end="") if entered else Text("left", style="red", end=""),
                 plain(row["id"], style="bold"),
                 plain(row["reason"]),
+                height=None,
             )
 
     # Sorting and filtering.
