@@ -73,7 +73,7 @@ class ReportSettingsError(ValueError):
 
 @dataclass(frozen=True)
 class OutcomeRule:
-    """What a playbook aims at, checked in the window (t0 + from_ms, t0 + to_ms] after its action.
+    """The result a playbook aims at, checked in the window (t0 + from_ms, t0 + to_ms] after its action.
 
     Kinds: `activated` means the user's first activation event ever falls in the window.
     `active_in_days` means any activity event in the window. `event` means one of `events` by the
@@ -351,6 +351,10 @@ class Arm:
     def rate(self) -> float | None:
         return self.reached / self.users if self.users else None
 
+    def describe(self) -> str:
+        """Format the arm as "35.0% (42/120)"."""
+        return f"{percent(self.rate)} ({self.reached}/{self.users})"
+
     def as_dict(self) -> dict:
         return {"users": self.users, "reached": self.reached, "rate": self.rate}
 
@@ -372,6 +376,13 @@ class OutcomeComparison:
     difference_pp: float | None
     ci_pp: tuple[float, float] | None
     window_open_until: int | None
+
+    def describe_difference(self) -> str:
+        """Format the difference as "+25.0 pp [+10.2, +36.1]", or "too few users"."""
+        if self.too_few_users:
+            return "too few users"
+        low, high = self.ci_pp
+        return f"{self.difference_pp:+.1f} pp [{low:+.1f}, {high:+.1f}]"
 
     def as_dict(self) -> dict:
         return {
@@ -741,7 +752,31 @@ def _outcome_condition(rule: OutcomeRule, settings: Settings) -> tuple[str, dict
     return "(" + " OR ".join(parts) + ")", {"events": _json(rule.events), "trait": rule.account_trait}
 
 
+def population_series(
+    connection: sqlite3.Connection, segment: str, *, since: int, until: int, buckets: int = 200
+) -> list[tuple[int, int]]:
+    """Return the segment's population over (since, until] as (snapshot time, population), oldest
+    first: the latest snapshot in each of `buckets` equal spans, so that a chart stays small
+    whatever the number of snapshots. Stale snapshots are left out, as in the trends."""
+    size = max(1, (until - since) // buckets)
+    # SQLite takes the bare column `population` from the row holding MAX(taken_at) of each group.
+    return [
+        (taken_at, population)
+        for _bucket, taken_at, population in connection.execute(
+            "SELECT (taken_at - :since) / :size AS bucket, MAX(taken_at), population FROM snapshots"
+            " WHERE segment = :segment AND stale = 0 AND taken_at > :since AND taken_at <= :until"
+            " GROUP BY bucket ORDER BY bucket",
+            {"since": since, "until": until, "size": size, "segment": segment},
+        )
+    ]
+
+
 # --- formatting helpers --------------------------------------------------------------------------
+
+
+def percent(rate: float | None) -> str:
+    """Format a fraction as a percentage with one decimal, or "–" for None."""
+    return "–" if rate is None else f"{100 * rate:.1f}%"
 
 
 def _json(values: Iterable) -> str:
@@ -755,14 +790,15 @@ def _or(names: Iterable[str]) -> str:
 
 def _window_words(start_ms: int, end_ms: int) -> str:
     if start_ms == 0:
-        return f"within {_span(end_ms)}"
+        return f"within {span_words(end_ms)}"
     # The largest unit in which both ends are whole, else minutes.
     unit, size = next(((unit, size) for unit, size in (("days", DAY_MS), ("hours", _HOUR_MS))
                        if start_ms % size == 0 and end_ms % size == 0), ("minutes", _MINUTE_MS))
     return f"in {unit} {_number(start_ms / size)}-{_number(end_ms / size)}"
 
 
-def _span(ms: int) -> str:
+def span_words(ms: int) -> str:
+    """Format a duration as "7 days", "12 hours" or "10 minutes"."""
     for unit, size in (("day", DAY_MS), ("hour", _HOUR_MS), ("minute", _MINUTE_MS)):
         if ms >= size and (ms % size == 0 or unit == "minute"):
             value = _number(ms / size)

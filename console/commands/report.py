@@ -128,6 +128,7 @@ def _csv(rows) -> str:
 
 def _cells(row) -> list[str]:
     """Return a row's cells for the table and markdown formats, in the order of TEXT_COLUMNS."""
+    from store.reports import percent
     from store.timeparse import format_ms
 
     snapshot = format_ms(row.snapshot_at)[:16].replace("T", " ") or "none"
@@ -139,8 +140,8 @@ def _cells(row) -> list[str]:
     cells += [
         f"#{run.id} {run.playbook} {format_ms(run.created_at)[:16].replace('T', ' ')}",
         f"{performance.sent:,}", f"{performance.delivered:,}",
-        _percent(performance.open_rate), _percent(performance.cta_rate),
-        outcome.outcome, _arm(outcome.treated), _arm(outcome.held_out), _difference(outcome),
+        percent(performance.open_rate), percent(performance.cta_rate),
+        outcome.outcome, outcome.treated.describe(), outcome.held_out.describe(), _difference(outcome),
         snapshot + (" (stale)" if row.stale else ""),
     ]
     return cells
@@ -152,22 +153,8 @@ def _change(value: int | None) -> str:
     return f"+{value:,}" if value > 0 else f"{value:,}"
 
 
-def _percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _arm(arm) -> str:
-    return f"{_percent(arm.rate)} ({arm.reached}/{arm.users})"
-
-
 def _difference(outcome) -> str:
-    """Format the difference as "+12.3 pp [+1.0, +22.9]", or "too few users"."""
-    if outcome.too_few_users:
-        text = "too few users"
-    else:
-        low, high = outcome.ci_pp
-        text = f"{outcome.difference_pp:+.1f} pp [{low:+.1f}, {high:+.1f}]"
-    return text + (" (window open)" if outcome.window_open_until is not None else "")
+    return outcome.describe_difference() + (" (window open)" if outcome.window_open_until is not None else "")
 
 
 def _table(rows: list[list[str]]) -> str:
