@@ -219,15 +219,21 @@ def _store(
             connection.execute("DELETE FROM memberships")
             connection.execute("DELETE FROM user_facts")
             connection.execute("DELETE FROM account_facts")
+            # Building the secondary indexes once after a bulk insert is several times faster
+            # than maintaining them row by row; the transaction makes the swap invisible.
+            dropped = _drop_indexes(connection, ("memberships", "user_facts"))
         else:
             users, accounts = scope
             _delete_entities(connection, users, accounts)
+            dropped = []
         connection.executemany("INSERT INTO memberships (segment, entity_id, since) VALUES (?, ?, ?)", rows)
         connection.executemany(
             "INSERT INTO transitions (segment, entity_id, entered, at, reason) VALUES (?, ?, ?, ?, ?)",
             transitions,
         )
         _store_facts(connection, evaluation)
+        for statement in dropped:
+            connection.execute(statement)
         _clear_dirty(connection, scope, covered_seq)
         populations = dict(connection.execute("SELECT segment, COUNT(*) FROM memberships GROUP BY segment"))
         connection.executemany(
@@ -246,6 +252,19 @@ def _store(
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def _drop_indexes(connection, tables: tuple[str, ...]) -> list[str]:
+    """Drop the secondary indexes of `tables` and return the statements that recreate them."""
+    statements = []
+    for table in tables:
+        for name, sql in connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (table,),
+        ).fetchall():
+            connection.execute(f'DROP INDEX "{name}"')
+            statements.append(sql)
+    return statements
 
 
 def _previous_memberships(connection, scope) -> dict[str, dict[str, int]]:
