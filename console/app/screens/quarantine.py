@@ -82,11 +82,11 @@ def payload_excerpt(payload: str) -> tuple[str, bool]:
     return f"{shown}\n… cut here: {len(text) - len(shown):,} more characters are not shown", True
 
 
-def location_text(location: str) -> Text:
-    """Show a location by its end when it is long, because the end names the file and the line."""
+def location_tail(location: str) -> str:
+    """Cut a long location to its end, because the end names the file and the line."""
     if len(location) > LOCATION_WIDTH:
-        location = "…" + location[-(LOCATION_WIDTH - 1):]
-    return plain(location)
+        return "…" + location[-(LOCATION_WIDTH - 1):]
+    return location
 
 
 class QuarantineLoaded(Message):
@@ -285,7 +285,7 @@ class QuarantineScreen(ConsoleScreen):
                 Text(moment(row["received_at"]), end=""),
                 plain(row["reason"]),
                 plain(row["detail"]),
-                location_text(row["location"]),
+                plain(location_tail(row["location"])),
                 plain(row["excerpt"], style="dim"),
                 key=str(row["id"]),
             )
@@ -306,8 +306,8 @@ class QuarantineScreen(ConsoleScreen):
             summary.append(f" ({REASONS.get(self.reason, 'unknown reason code')})", style="dim")
         summary.append("  │  ", style="dim")
         summary.append(self._page_text(total))
-        summary.append("\nEnter on a reason shows its messages, Enter on a message shows its payload; "
-                       "n and p turn the page, and so do ↓ and PgDn on the last row, ↑ and PgUp on the first.", style="dim")
+        summary.append("\nEnter on a reason filters the messages, and on a message shows its payload. "
+                       "↓ past the last row and ↑ above the first turn the page.", style="dim")
         self.query_one("#quarantine-summary", Static).update(summary)
 
     def _page_text(self, total: int) -> str:
@@ -339,8 +339,9 @@ class QuarantineScreen(ConsoleScreen):
         if message is None:
             self.notify("This message is no longer in the quarantine.", severity="warning")
             return
-        title = (f"quarantined #{message['id']}: {message['reason']}, {message['detail']}, "
-                 f"from {message['location']}, received {moment(message['received_at'])}")
+        # The modal is 100 cells wide and cuts its title, so the detail, the longest part, comes last.
+        location = location_tail(message["location"])
+        title = f"quarantined #{message['id']} {message['reason']} from {location}: {message['detail']}"
         payload, cut = payload_excerpt(message["payload"])
         if cut:
             title = f"cut to its first {PAYLOAD_SHOWN_CHARS // 1024} K characters · {title}"
