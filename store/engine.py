@@ -47,13 +47,13 @@ class Verdict:
     def near_miss(self) -> tuple[str, Condition] | None:
         """Return ("enter", condition) when a non-member fails only that condition of an all-of
         rule, ("leave", condition) when a member holds only that condition of an any-of rule, and
-        None otherwise."""
+        None otherwise, or when that condition cannot change back (see `_final`)."""
         failed = [condition for condition in self.conditions if not condition.passed]
         held = [condition for condition in self.conditions if condition.passed]
         if not self.member and self.combine == "all" and len(failed) == 1 and len(self.conditions) > 1:
-            return "enter", failed[0]
+            return None if _final(failed[0]) else ("enter", failed[0])
         if self.member and self.combine == "any" and len(held) == 1:
-            return "leave", held[0]
+            return None if _final(held[0]) else ("leave", held[0])
         return None
 
     def as_dict(self) -> dict:
@@ -65,6 +65,18 @@ class Verdict:
             "conditions": [condition._asdict() for condition in self.conditions],
             "near_miss": None if miss is None else {"direction": miss[0], "condition": miss[1].name},
         }
+
+
+def _final(condition: Condition) -> bool:
+    """Tell whether a condition's current result can never change back: an activation or a
+    cancellation stays, and an earlier lifecycle stage is not a condition the user can meet."""
+    if condition.name == "earlier lifecycle stage":
+        return True
+    if condition.name == "activated" and condition.threshold == "never":
+        return not condition.passed
+    if condition.name in ("not cancelled", "cancelled"):
+        return condition.value is not None
+    return False
 
 
 def _any(conditions: list[Condition]) -> Verdict:

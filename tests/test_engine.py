@@ -474,3 +474,19 @@ def test_lifecycle_flow(cache, messages):
     assert flow[(seg.NEW, seg.ESTABLISHED)] == ["aging"]
     assert flow[(NOT_YET_SEEN, seg.NEW)] == ["fresh"]
     assert flow[(seg.ESTABLISHED, seg.CHURNED)] == ["idle"]
+
+
+def test_near_misses_skip_final_conditions(cache, messages):
+    # An activated user is never "one condition from" Not-Yet-Activated, a cancelled user never
+    # "one condition from" leaving Churned, and a later lifecycle stage is no near miss.
+    messages.track("active", "Project Created", T - days(40))
+    messages.track("active", "Task Created", T - days(1))
+    messages.track("gone", "Signed Up", T - days(3))
+    messages.track("gone", "Subscription Cancelled", T - days(1))
+    messages.ingest(cache)
+    active = explain_user(cache.conn, Settings(), T, "active")
+    assert active[seg.NOT_YET_ACTIVATED].near_miss() is None
+    gone = explain_user(cache.conn, Settings(), T, "gone")
+    assert gone[seg.CHURNED].member
+    assert gone[seg.CHURNED].near_miss() is None
+    assert gone[seg.NEW].near_miss() is None
