@@ -224,6 +224,9 @@ class DemoCDP:
         self.live_interval = live_interval
         self.simulator = Simulator(seed=seed, users=users, accounts=accounts,
                                    history_days=history_days, now=now)
+        # With the real clock, live time runs on from the moment the simulator read it, so that
+        # generating the history does not leave the live messages seconds behind real time.
+        self._clock_origin = time.monotonic() if now is None else None
         self.log = EventLog()
 
         self.response_delay_scale = response_delay_scale
@@ -241,7 +244,8 @@ class DemoCDP:
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        # time.monotonic() at the first start(), the origin of the live clock.
+        # The origin of the live clock: time.monotonic() when the simulator read the real clock,
+        # else at the first start().
         self._started_monotonic: float | None = None
         self._history_loaded = False
         self._lock = threading.Lock()
@@ -274,7 +278,7 @@ class DemoCDP:
             self._server = server
             self._stopping.clear()
             if self._started_monotonic is None:
-                self._started_monotonic = time.monotonic()
+                self._started_monotonic = self._clock_origin or time.monotonic()
             # A short poll interval makes stop() return within 0.1 s instead of the default 0.5 s.
             serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="demo-cdp-http", daemon=True)
