@@ -466,8 +466,11 @@ def evaluate(connection: sqlite3.Connection, settings: Settings, t: int) -> Eval
     """Evaluate every seed segment over the whole cache at `t` (epoch ms). Reads only."""
     users = load_user_facts(connection, settings, t)
     accounts = load_account_facts(connection, settings, t, users)
-    context = make_context(users, settings, t)
+    return evaluate_entities(make_context(users, settings, t), users, accounts)
 
+
+def evaluate_entities(context: Context, users: dict[str, UserFacts], accounts: dict[str, AccountFacts]) -> Evaluation:
+    """Classify the given users and accounts in `context`; members are listed in id order."""
     members: dict[str, list[str]] = {definition.name: [] for definition in seg.ALL_SEGMENTS}
     stages: dict[str, str] = {}
     for user_id in sorted(users):
@@ -479,7 +482,8 @@ def evaluate(connection: sqlite3.Connection, settings: Settings, t: int) -> Eval
     for account_id in sorted(accounts):
         if expansion_ready(accounts[account_id], context).member:
             members[seg.EXPANSION_READY].append(account_id)
-    return Evaluation(t=t, users=users, accounts=accounts, stages=stages, members=members, context=context)
+    return Evaluation(t=context.t, users=users, accounts=accounts, stages=stages, members=members,
+                      context=context)
 
 
 def explain_user(connection: sqlite3.Connection, settings: Settings, t: int, user_id: str) -> dict[str, Verdict] | None:

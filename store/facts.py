@@ -249,20 +249,29 @@ def _apply_nps(
             facts.nps_score, facts.nps_at = score, at
 
 
+def _latest_per_user(
+    connection: sqlite3.Connection, column: str, scope: str, parameters: dict
+) -> list[tuple[str, str]]:
+    """Return (user, value) for the latest non-null `column` of each user's visible messages."""
+    # SQLite takes the bare column from the row holding MAX(event_time) of each group.
+    return [
+        (user_id, value)
+        for user_id, value, _at in connection.execute(
+            f"""
+            SELECT user_key, {column}, MAX(event_time) FROM messages
+            WHERE {column} IS NOT NULL AND user_key IS NOT NULL AND {_VISIBLE} {scope}
+            GROUP BY user_key
+            """,
+            parameters,
+        )
+    ]
+
+
 def _apply_team_ids(
     connection: sqlite3.Connection, users: dict[str, UserFacts], scope: str, parameters: dict
 ) -> None:
     """Set the team of users without a team trait: the latest `team_id` event property."""
-    # SQLite takes the bare column team_id from the row holding MAX(event_time) of each group.
-    rows = connection.execute(
-        f"""
-        SELECT user_key, team_id, MAX(event_time) FROM messages
-        WHERE team_id IS NOT NULL AND user_key IS NOT NULL AND {_VISIBLE} {scope}
-        GROUP BY user_key
-        """,
-        parameters,
-    )
-    for user_id, team_id, _at in rows:
+    for user_id, team_id in _latest_per_user(connection, "team_id", scope, parameters):
         facts = users.get(user_id)
         if facts is not None and not facts.team:
             facts.team = team_id
@@ -292,15 +301,7 @@ def _apply_accounts(
     connection: sqlite3.Connection, users: dict[str, UserFacts], scope: str, parameters: dict
 ) -> None:
     """Set each user's account: the group of its latest group call or context.groupId."""
-    rows = connection.execute(
-        f"""
-        SELECT user_key, group_id, MAX(event_time) FROM messages
-        WHERE group_id IS NOT NULL AND user_key IS NOT NULL AND {_VISIBLE} {scope}
-        GROUP BY user_key
-        """,
-        parameters,
-    )
-    for user_id, group_id, _at in rows:
+    for user_id, group_id in _latest_per_user(connection, "group_id", scope, parameters):
         facts = users.get(user_id)
         if facts is not None:
             facts.account_id = group_id

@@ -16,6 +16,7 @@ from store.engine import (
     classify,
     due_at,
     evaluate,
+    evaluate_entities,
     evaluate_user,
     expansion_ready,
     top_share_threshold,
@@ -80,7 +81,7 @@ def refresh_incremental(
 
     account_ids = dirty_accounts | _accounts_of(connection, users, previous_t, t)
     accounts = _load_accounts(connection, settings, t, users, account_ids)
-    evaluation = _evaluate_entities(t, context, users, accounts)
+    evaluation = evaluate_entities(context, users, accounts)
     _store(db, evaluation, (candidates, account_ids), covered_seq, stale=stale, started_at=started_at,
            started=started)
     return evaluation
@@ -174,22 +175,6 @@ def _load_accounts(connection, settings: Settings, t: int, users: dict[str, User
     ):
         teams[user_id] = UserFacts(user_id=user_id, first_seen_at=0, team=team)
     return load_account_facts(connection, settings, t, teams, sorted(account_ids))
-
-
-def _evaluate_entities(t: int, context: Context, users: dict[str, UserFacts],
-                       accounts: dict[str, AccountFacts]) -> Evaluation:
-    members: dict[str, list[str]] = {definition.name: [] for definition in seg.ALL_SEGMENTS}
-    stages: dict[str, str] = {}
-    for user_id in sorted(users):
-        stage, behavioral = classify(users[user_id], context)
-        stages[user_id] = stage
-        members[stage].append(user_id)
-        for name in behavioral:
-            members[name].append(user_id)
-    for account_id in sorted(accounts):
-        if expansion_ready(accounts[account_id], context).member:
-            members[seg.EXPANSION_READY].append(account_id)
-    return Evaluation(t=t, users=users, accounts=accounts, stages=stages, members=members, context=context)
 
 
 def _store(
