@@ -232,10 +232,11 @@ def _apply_nps(
 ) -> None:
     taxonomy = settings.taxonomy
     path = '$.properties."' + taxonomy.nps_score_property.replace('"', '') + '"'
+    # A few users are read through their own index entries; the whole cache through the event index.
     rows = connection.execute(
         f"""
         SELECT user_key, event_time, json_extract(payload, :path)
-        FROM messages
+        FROM messages {"INDEXED BY messages_user_time" if scope else ""}
         WHERE type = 'track' AND event IN {_names(taxonomy.nps_events)} AND user_key IS NOT NULL
             AND {_VISIBLE} {scope}
         ORDER BY event_time, seq

@@ -220,7 +220,7 @@ def _store(
         for statement in dropped:
             connection.execute(statement)
         _clear_dirty(connection, scope, covered_seq)
-        populations = dict(connection.execute("SELECT segment, COUNT(*) FROM memberships GROUP BY segment"))
+        populations = _populations(connection, scope, previous, evaluation)
         connection.executemany(
             "INSERT OR REPLACE INTO snapshots (taken_at, segment, population, stale) VALUES (?, ?, ?, ?)",
             [(t, definition.name, populations.get(definition.name, 0), int(stale))
@@ -237,6 +237,29 @@ def _store(
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def _populations(connection, scope, previous: dict[str, dict[str, int]], evaluation: Evaluation) -> dict[str, int]:
+    """Return every segment's population after this evaluation's memberships were written.
+
+    An incremental pass adds its changes to the populations of the last evaluation's snapshot
+    instead of counting millions of membership rows again.
+    """
+    last = None
+    if scope is not None:
+        last = connection.execute(
+            "SELECT evaluated_at FROM evaluations ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    if last is None:
+        return dict(connection.execute("SELECT segment, COUNT(*) FROM memberships GROUP BY segment"))
+    populations = dict(connection.execute(
+        "SELECT segment, population FROM snapshots WHERE taken_at = ?", (last[0],)
+    ))
+    for definition in seg.ALL_SEGMENTS:
+        name = definition.name
+        change = len(evaluation.members.get(name, ())) - len(previous.get(name, {}))
+        populations[name] = populations.get(name, 0) + change
+    return populations
 
 
 def _drop_indexes(connection, tables: tuple[str, ...]) -> list[str]:

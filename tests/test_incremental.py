@@ -89,7 +89,11 @@ def test_incremental_equals_full(tmp_path_factory, scenario):
             ingest_batch(db, items, source="test")
             clock += step_hours * HOUR
             refresh_incremental(db, Settings(), clock)
-            assert stored_members(db) == evaluate(db.conn, Settings(), clock).members
+            full = evaluate(db.conn, Settings(), clock)
+            assert stored_members(db) == full.members
+            snapshot = dict(db.conn.execute(
+                "SELECT segment, population FROM snapshots WHERE taken_at = ?", (clock,)))
+            assert snapshot == full.populations()
     finally:
         db.conn.close()
 
@@ -134,3 +138,20 @@ def test_threshold_change_moves_other_users(cache, messages):
     assert "second" in partial.users
     assert stored_members(cache)[seg.POWER_USERS] == ["second"]
     assert stored_members(cache) == evaluate(cache.conn, Settings(), T + days(2)).members
+
+
+def test_incremental_snapshot_matches_membership_counts(cache, messages):
+    for index in range(6):
+        messages.track(f"u{index}", "Signed Up", T - days(20 + index * 3))
+    messages.ingest(cache)
+    refresh(cache, Settings(), T)
+    messages.items.clear()
+    messages.track("u1", "Project Created", T + 1000)
+    messages.track("new", "Signed Up", T + 2000)
+    messages.ingest(cache)
+    refresh_incremental(cache, Settings(), T + days(5))
+    counts = dict(cache.conn.execute("SELECT segment, COUNT(*) FROM memberships GROUP BY segment"))
+    snapshot = dict(cache.conn.execute("SELECT segment, population FROM snapshots WHERE taken_at = ?",
+                                       (T + days(5),)))
+    for definition in seg.ALL_SEGMENTS:
+        assert snapshot[definition.name] == counts.get(definition.name, 0), definition.name
