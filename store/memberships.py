@@ -369,7 +369,7 @@ def backfill(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write a snapshot of every population at the end of each of the last `days` UTC days before
-    `now`, evaluated from the cached messages, so that trends are meaningful at once.
+    `now`, newest first, evaluated from the cached messages, so that trends are meaningful at once.
 
     Only snapshots are written: memberships and transitions keep following real syncs. Days that
     already have a snapshot that is not stale are skipped. `progress(done, total)` follows each
@@ -383,7 +383,8 @@ def backfill(
             "SELECT DISTINCT taken_at / ? FROM snapshots WHERE stale = 0", (DAY_MS,)
         )
     }
-    pending = [end for end in ends if end // DAY_MS not in covered]
+    # Newest first, so that the changes over 24 hours and 7 days are right after the first days.
+    pending = [end for end in reversed(ends) if end // DAY_MS not in covered]
     for done, end in enumerate(pending, 1):
         populations = evaluate(db.conn, settings, end).populations()
         db.conn.execute("BEGIN IMMEDIATE")
