@@ -245,7 +245,7 @@ def _automatic_playbooks(config: Config):
 
     def queue(db, report, previous_evaluated_at: int | None) -> None:
         if previous_evaluated_at is None:
-            return  # A first evaluation finds members; nobody entered.
+            return  # A first evaluation finds its members: no entry to react to.
         created = queue_entries(db, config, previous_evaluated_at, stale=report.stale)
         for run in created:
             click.echo(f"automatic run {run.id} of {run.playbook}: {run.counts.queued} queued", err=True)
@@ -551,7 +551,7 @@ def info(globals_: Globals) -> None:
 @click.option("--default", "show_default", is_flag=True, help="Print the full default configuration.")
 @click.pass_obj
 def config(globals_: Globals, show_default: bool) -> None:
-    """Print the default configuration (--default), or say which file is in use."""
+    """Print the default configuration (--default), or the path of the configuration in use."""
     if show_default:
         click.echo(default_toml(), nl=False)
         return

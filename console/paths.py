@@ -1,4 +1,4 @@
-"""Where segops keeps its cache, configuration and logs: the platform's own directories."""
+"""Locations of the cache, the configuration and the logs, in the platform's own directories."""
 
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ def log_path() -> Path:
 
 
 def setup_logging() -> Path | None:
-    """Send the `segops`, `console` and `store` loggers to the log file; return its path, or None
-    when the state directory cannot be written (logging is then off, never a crash)."""
+    """Send the `segops`, `console` and `store` loggers to the log file and return its path.
+
+    Returns None when the state directory cannot be written: logging is then off, never a crash.
+    """
     path = log_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SyncReport:
-    """What one sync did: pages pulled, ingest counts, and when it evaluated the segments."""
+    """The outcome of one sync: pages pulled, ingest counts, and when it evaluated the segments."""
 
     source: str
     pages: int = 0
