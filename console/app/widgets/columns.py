@@ -1,8 +1,10 @@
-"""Column widths of a DataTable whose last column takes the width the others leave."""
+"""Helpers of DataTables: the width of a last column that takes what the others leave, and
+refilling rows without moving the cursor."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from textual.widgets import DataTable
 
@@ -12,3 +14,19 @@ def last_column_width(table: DataTable, widths: Sequence[int], chrome: int, mini
     table needs no sideways scroll. `chrome` is the cells taken by the table's border and scrollbar."""
     padding = 2 * table.cell_padding * (len(widths) + 1)
     return max(minimum, table.size.width - sum(widths) - padding - chrome)
+
+
+@contextmanager
+def keep_cursor(table: DataTable) -> Iterator[None]:
+    """Clear the rows of `table` for the caller to add again, and put the cursor back on the row
+    with the same key afterwards, or on the same row number when that key is gone."""
+    row = table.cursor_row
+    key = None
+    if table.row_count:
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+    table.clear()
+    yield
+    if key is not None and key in table.rows:
+        row = table.get_row_index(key)
+    if table.row_count:
+        table.move_cursor(row=min(row, table.row_count - 1), animate=False, scroll=False)

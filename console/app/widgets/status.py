@@ -1,4 +1,5 @@
-"""The dashboard's status line: source, last sync and its result, lag, and cache counts."""
+"""The dashboard's status line: source, last sync and its result, lag, cache counts, and the state
+of the dispatcher and of automatic playbooks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from console.app.widgets.text import age, clean, count, moment, number
+from console.dispatch import DispatchReport
 from console.sync import SyncReport
 from store.queries import CacheStatus, lag_ms
 
@@ -35,6 +37,41 @@ class SyncState:
         return self.error is not None
 
 
+@dataclass
+class DispatchState:
+    """The state of the app's dispatcher worker. Times are epoch ms of the app's clock; the totals
+    count every pass since the console started."""
+
+    running: bool = False
+    finished_at: int | None = None
+    report: DispatchReport | None = None
+    sent: int = 0
+    notices: int = 0
+    retried: int = 0
+    failed: int = 0
+    error: str | None = None
+    failed_at: int | None = None
+    retry_at: int | None = None
+
+    def add(self, report: DispatchReport) -> None:
+        """Count a finished pass in the totals."""
+        self.report = report
+        self.sent += report.sent
+        self.notices += report.notices
+        self.retried += report.retried
+        self.failed += report.failed
+
+
+@dataclass
+class PlaybookState:
+    """The playbook facts of the status line: read-only mode, the pause switch of automatic
+    playbooks, and how many playbooks trigger on entry."""
+
+    read_only: bool = False
+    automatic_paused: bool = False
+    on_entry: int = 0
+
+
 def feed_is_stale(state: SyncState, status: CacheStatus | None) -> bool:
     """Return whether the populations on screen may be out of date: the latest sync failed.
 
@@ -48,11 +85,16 @@ def feed_is_stale(state: SyncState, status: CacheStatus | None) -> bool:
 
 
 class StatusLine(Static):
-    """Two lines at the bottom of the dashboard, refreshed by `show` every second."""
+    """Three lines at the bottom of the dashboard, refreshed by `show` every second."""
 
-    def show(self, state: SyncState, status: CacheStatus | None, now: int) -> None:
-        """Render the status from the app's sync state and the latest cache status."""
-        self.update(Text("\n").join([self._sync_line(state, status, now), self._cache_line(status, now)]))
+    def show(self, state: SyncState, status: CacheStatus | None, now: int,
+             dispatch: DispatchState | None = None, playbooks: PlaybookState | None = None) -> None:
+        """Render the status from the app's sync state, the latest cache status, and the state of
+        the dispatcher and of playbooks."""
+        lines = [self._sync_line(state, status, now), self._cache_line(status, now)]
+        if playbooks is not None:
+            lines.append(self._playbook_line(dispatch or DispatchState(), playbooks, now))
+        self.update(Text("\n").join(lines))
 
     def _sync_line(self, state: SyncState, status: CacheStatus | None, now: int) -> Text:
         line = Text(no_wrap=False, end="")
@@ -130,4 +172,43 @@ class StatusLine(Static):
             line.append("  │  ", style="dim")
             line.append("segments evaluated ", style="dim")
             line.append(moment(status.evaluated_at))
+        return line
+
+    @staticmethod
+    def _playbook_line(dispatch: DispatchState, playbooks: PlaybookState, now: int) -> Text:
+        line = Text(end="")
+        if playbooks.read_only:
+            line.append("read-only", style="bold yellow")
+            line.append(": no trigger, no dispatcher, no automatic playbooks", style="dim")
+            return line
+
+        line.append("dispatcher ", style="dim")
+        if dispatch.error is not None:
+            line.append("failed", style="bold red")
+            line.append(f" {moment(dispatch.failed_at)} ({age(now - dispatch.failed_at)} ago): ", style="red")
+            line.append(clean(dispatch.error), style="red")
+            if dispatch.retry_at is not None and not dispatch.running:
+                line.append(f"  retry in {age(max(0, dispatch.retry_at - now))}", style="dim")
+        elif dispatch.finished_at is None:
+            line.append("⟳ first pass" if dispatch.running else "not started", style="dim")
+        else:
+            line.append("⟳ sending" if dispatch.running else "idle", style="yellow" if dispatch.running else "")
+            line.append(f", last pass {age(now - dispatch.finished_at)} ago", style="dim")
+            line.append("  │  since start ", style="dim")
+            line.append(f"{dispatch.sent:,} sent, {count(dispatch.notices, 'held-out notice')}, "
+                        f"{dispatch.retried:,} retried, ")
+            line.append(f"{dispatch.failed:,} failed", style="red" if dispatch.failed else "")
+            report = dispatch.report
+            for name, reason in (report.not_configured.items() if report is not None else ()):
+                line.append(f"  not sent to {clean(name)}: ", style="yellow")
+                line.append(clean(reason), style="yellow")
+
+        line.append("  │  ", style="dim")
+        line.append("automatic playbooks ", style="dim")
+        if playbooks.automatic_paused:
+            line.append("paused", style="bold yellow")
+        elif playbooks.on_entry:
+            line.append(f"on ({count(playbooks.on_entry, 'playbook')} on entry)", style="green")
+        else:
+            line.append("none on entry", style="dim")
         return line
