@@ -80,26 +80,15 @@ def main(context: click.Context, cache: Path | None, config_path: Path | None, r
         config.read_only = True
     context.obj = Globals(cache or paths.default_cache_path(), config, cache is not None)
     if context.invoked_subcommand is None:
-        _run_console(context.obj, config.source_url, config.write_key, title_note=None)
+        _run_console(context.obj, config, title_note=None)
 
 
-def _run_console(globals_: Globals, source_url: str | None, write_key: str | None, title_note: str | None,
-                 sync_interval: float | None = None) -> None:
+def _run_console(globals_: Globals, config: Config, title_note: str | None) -> None:
     db = _open(globals_)
     db.conn.close()
     from console.app import SegopsApp  # Textual loads only for the console, not for headless commands.
 
-    app = SegopsApp(
-        cache_path=globals_.cache_path,
-        settings=globals_.config.settings,
-        source_url=source_url,
-        write_key=write_key,
-        sync_interval=sync_interval or globals_.config.sync_interval,
-        title_note=title_note,
-        stale_after=globals_.config.stale_after,
-        backfill_days=globals_.config.backfill_days,
-    )
-    app.run()
+    SegopsApp(cache_path=globals_.cache_path, config=config, title_note=title_note).run()
 
 
 @main.command()
@@ -111,25 +100,35 @@ def demo(globals_: Globals, port: int, seed: int, users: int) -> None:
     """Start the demo CDP on 127.0.0.1 with a simulated company and open the console on it.
 
     The demo uses its own cache (demo.db in the data directory), rebuilt at each start, unless
-    --cache names a file.
+    --cache names a file. The console syncs from the demo CDP and sends playbook actions to it.
     """
+    from dataclasses import replace
+
     from console.demo.server import DemoCDP
 
+    # The write key of the feed and of the actions, so that the demo destination sends to this CDP.
+    write_key = "demo"
     if not globals_.cache_given:
         globals_.cache_path = paths.demo_cache_path()
         for suffix in ("", "-wal", "-shm"):
             Path(str(globals_.cache_path) + suffix).unlink(missing_ok=True)
-    # The demo's users respond to actions within seconds, so its reports look at the 10 minutes
-    # after each action instead of days.
-    globals_.config.reporting = globals_.config.reporting.with_windows(10 * 60_000)
     click.echo(f"Generating {users} simulated users (seed {seed})...", err=True)
-    server = DemoCDP(port=port, seed=seed, users=users, write_key="demo")
+    server = DemoCDP(port=port, seed=seed, users=users, write_key=write_key)
     try:
         server.start()
     except OSError as error:
         _fail(f"cannot start the demo CDP on 127.0.0.1:{port}: {error.strerror or error}")
+    config = replace(
+        globals_.config,
+        source_url=server.url,
+        write_key=write_key,
+        sync_interval=3.0,
+        # The demo's users respond to actions within seconds, so its reports look at the 10
+        # minutes after each action instead of days.
+        reporting=globals_.config.reporting.with_windows(10 * 60_000),
+    )
     try:
-        _run_console(globals_, server.url, "demo", title_note=f"demo CDP at {server.url}", sync_interval=3.0)
+        _run_console(globals_, config, title_note=f"demo CDP at {server.url}")
     finally:
         server.stop()
 

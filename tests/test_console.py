@@ -21,6 +21,7 @@ from console.app.screens.user import EventTable, UserScreen
 from console.app.widgets.sparkline import sparkline
 from console.app.widgets.status import StatusLine
 from console.app.widgets.text import clean, plain
+from console.config import Config
 from store import segments as seg
 from store.db import open_cache
 from store.ingest import ingest_batch
@@ -105,8 +106,11 @@ def make_cache(path: Path, build: Builder, evaluations: tuple[int, ...] = (0,)) 
     return populations
 
 
-def make_app(path: Path, source_url: str | None = None, write_key: str | None = None, **options) -> SegopsApp:
-    return SegopsApp(path, Settings(), source_url, write_key, clock=lambda: T, **options)
+def make_app(path: Path, source_url: str | None = None, write_key: str | None = None, *,
+             clock=lambda: T, **options) -> SegopsApp:
+    """Build the app over the cache at `path`; `options` set fields of the configuration."""
+    config = Config(source_url=source_url, write_key=write_key, **options)
+    return SegopsApp(path, config, clock=clock)
 
 
 async def settle(pilot) -> None:

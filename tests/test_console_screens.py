@@ -114,7 +114,7 @@ async def test_segment_movers_counts_and_list(moving_cache):
 
 async def test_movers_outside_window_not_counted(moving_cache):
     # Eight days after the evaluation, its transitions are older than both windows.
-    app = SegopsApp(moving_cache, Settings(), None, None, clock=lambda: T + 8 * DAY_MS)
+    app = make_app(moving_cache, clock=lambda: T + 8 * DAY_MS)
     async with app.run_test(size=SIZE) as pilot:
         app.open_segment(seg.CHURNED, ("Dashboard",))
         await settle(pilot)

@@ -180,8 +180,9 @@ def test_invalid_reporting_config_names_file_and_key(tmp_path, text, message):
 def test_demo_reports_on_minute_windows(tmp_path, monkeypatch):
     seen = {}
 
-    def capture(globals_, *arguments, **options):
-        seen["reporting"] = globals_.config.reporting
+    def capture(globals_, config, *arguments, **options):
+        seen["reporting"] = config.reporting
+        seen["config"] = config
 
     monkeypatch.setattr(console.cli, "_run_console", capture)
     result = CliRunner().invoke(main, ["--cache", str(tmp_path / "demo.db"), "demo", "--users", "5"],
@@ -191,3 +192,6 @@ def test_demo_reports_on_minute_windows(tmp_path, monkeypatch):
     assert reporting.cta_window_ms == 10 * 60_000
     rule = reporting.outcome_for("reengagement-sequence", seg.ACTIVATED_NOT_RETAINED, Settings().taxonomy)
     assert (rule.from_ms, rule.to_ms) == (0, 10 * 60_000)
+    # The demo destination sends actions to the demo CDP that the console syncs from.
+    assert seen["config"].source_url.startswith("http://127.0.0.1:")
+    assert seen["config"].write_key == "demo"

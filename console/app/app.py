@@ -1,4 +1,5 @@
-"""The Textual app: screens, the background sync worker and the command palette."""
+"""The Textual app: screens, the background sync and dispatcher workers, playbook triggers and the
+command palette."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import sqlite_utils
 from rich.text import Text
 from textual import work
 from textual.app import App
@@ -22,17 +24,27 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.app.screens.account import AccountScreen
+from console.app.screens.actions_log import ActionsLogScreen
+from console.app.screens.base import WRITE_ACTIONS, ConsoleScreen, TriggerTarget
 from console.app.screens.dashboard import DashboardScreen
 from console.app.screens.flow import FlowScreen
 from console.app.screens.help import HelpScreen
+from console.app.screens.playbook_chooser import PlaybookChooserScreen
 from console.app.screens.quarantine import QuarantineScreen
+from console.app.screens.run_confirm import RunConfirmScreen
 from console.app.screens.segment import SegmentScreen
 from console.app.screens.user import UserScreen
-from console.app.widgets.status import SyncState
+from console.app.widgets.status import DispatchState, PlaybookState, SyncState
 from console.app.widgets.text import clean
+from console.config import Config
+from console.dispatch import DispatchReport, dispatch_once
+from console.playbooks import operator_name
+from console.playbooks.automatic import queue_entries
+from console.playbooks.catalog import Playbook
 from console.sources import SourceError
 from console.sources.http import HttpSource, backoff_delays
 from console.sync import SyncReport, sync_once
+from store import runs
 from store import segments as seg
 from store.db import open_cache
 from store.memberships import backfill
@@ -96,6 +108,40 @@ class BackfillFinished(Message):
         self.days = days
 
 
+class AutomaticRunsQueued(Message):
+    """The sync worker queued runs of automatic playbooks for the users who entered their segments."""
+
+    def __init__(self, created: list[runs.Run]) -> None:
+        super().__init__()
+        self.created = created
+
+
+class DispatchFinished(Message):
+    """The dispatcher worker finished a pass over the outbox."""
+
+    def __init__(self, report: DispatchReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class DispatchFailed(Message):
+    """A dispatcher pass stopped on an error, such as a locked cache. `error` is the message to show."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class AutomaticPauseChanged(Message):
+    """The pause switch of automatic playbooks was written (`paused`), or read from the cache."""
+
+    def __init__(self, paused: bool, *, switched: bool) -> None:
+        super().__init__()
+        self.paused = paused
+        # False when the state was only read, so no toast is shown.
+        self.switched = switched
+
+
 class _Stopped(Exception):
     """Raised from a progress callback to end a backfill when the app exits."""
 
@@ -114,18 +160,29 @@ def display_url(url: str | None) -> str | None:
 SCREEN_COMMANDS = (
     ("Lifecycle flow", "flow", "Users per stage 7 or 30 days ago and stage now"),
     ("Quarantine", "quarantine", "Messages the cache rejected, per reason, with their payloads"),
+    ("Actions log", "actions", "Playbook runs newest first, and each run's actions with their attempts"),
 )
 
 
 class SegopsCommands(Provider):
-    """Command palette entries: the flow and quarantine screens, every segment, and users and
-    accounts by id, email or name."""
+    """Command palette entries: the flow, quarantine and actions log screens, every segment, users
+    and accounts by id, email or name, and, unless the console is read-only, the playbook trigger of
+    the current screen and the pause switch of automatic playbooks."""
 
     app: SegopsApp
 
     def _fixed_commands(self) -> Iterator[tuple[str, Callable, str]]:
         for label, kind, help_text in SCREEN_COMMANDS:
             yield label, partial(self.app.jump_to, kind), help_text
+        if not self.app.config.read_only:
+            screen = self.screen
+            if isinstance(screen, ConsoleScreen) and screen.trigger_target() is not None:
+                target = screen.trigger_target()
+                yield (f"Trigger a playbook for {target.describe()}", screen.action_trigger,
+                       "Choose a playbook, see its counts and preview, and confirm")
+            verb = "Resume" if self.app.playbook_state.automatic_paused else "Pause"
+            yield (f"{verb} automatic playbooks", self.app.action_toggle_automatic,
+                   "The switch of every playbook that triggers on entry into its segment; recorded in the audit log")
         for definition in seg.ALL_SEGMENTS:
             yield f"Segment: {definition.name}", partial(self.app.jump_to, "segment", definition.name), definition.rule
 
@@ -159,8 +216,9 @@ class SegopsCommands(Provider):
 
 
 class SegopsApp(App[None]):
-    """The segops console. With a source URL it syncs in the background, and without one it only
-    reads the cache.
+    """The segops console over the cache at `cache_path`, set up by `config`. With a source URL it
+    syncs in the background, and without one it only reads the cache. Unless the configuration is
+    read-only, a dispatcher worker sends the outbox's due actions.
 
     Raises `store.db.CacheError` when the cache cannot be opened.
     """
@@ -178,51 +236,68 @@ class SegopsApp(App[None]):
     def __init__(
         self,
         cache_path: Path,
-        settings: Settings,
-        source_url: str | None,
-        write_key: str | None,
-        sync_interval: float = 5.0,
+        config: Config,
         title_note: str | None = None,
         *,
-        stale_after: float = 900.0,
-        backfill_days: int = 90,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         super().__init__()
         self.cache_path = Path(cache_path)
-        self.settings = settings
-        self.source_url = source_url
-        self.write_key = write_key
-        self.sync_interval = sync_interval
-        # Seconds without a new message after which a sync marks its snapshot stale.
-        self.stale_after = stale_after
-        # Past UTC days whose snapshots the first sync of a cache computes, for the trends.
-        self.backfill_days = backfill_days
-        # Epoch ms "now" for the status line, the sync and the explanations. Tests pass a fixed clock.
+        self.config = config
+        # Epoch ms "now" for the status line, the sync, the runs and the explanations. Tests pass
+        # a fixed clock.
         self.clock = clock
         if title_note:
             self.title = f"segops · {clean(title_note)}"
         # For bounded queries on the UI thread only, because workers open their own connections.
         self.db = open_cache(self.cache_path)
-        self.sync_state = SyncState(source=display_url(source_url))
+        self.sync_state = SyncState(source=display_url(config.source_url))
+        self.dispatch_state = DispatchState()
+        self.playbook_state = PlaybookState(
+            read_only=config.read_only,
+            automatic_paused=runs.automatic_paused(self.db),
+            on_entry=sum(1 for playbook in config.playbooks.values() if playbook.on_entry),
+        )
         self._delays = backoff_delays()
         self._sync_timer: Timer | None = None
+        self._dispatch_timer: Timer | None = None
+        self._dispatch_delay = config.dispatch.interval_seconds
+        # Set when a pass is wanted while one runs, such as after a trigger: the next starts at once.
+        self._dispatch_again = False
+
+    @property
+    def settings(self) -> Settings:
+        """The taxonomy, thresholds and plans of the configuration."""
+        return self.config.settings
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without a new message after which a sync marks its snapshot stale."""
+        return self.config.stale_after
+
+    @contextmanager
+    def database(self) -> Iterator[sqlite_utils.Database]:
+        """Open a new connection to the cache for the calling thread, and close it on exit."""
+        db = open_cache(self.cache_path)
+        try:
+            yield db
+        finally:
+            db.conn.close()
 
     @contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
         """Open a new connection to the cache for the calling thread, and close it on exit."""
-        db = open_cache(self.cache_path)
-        try:
+        with self.database() as db:
             yield db.conn
-        finally:
-            db.conn.close()
 
     def get_default_screen(self) -> Screen:
         return DashboardScreen()
 
     def on_mount(self) -> None:
-        if self.source_url is not None:
+        if self.config.source_url is not None:
             self.start_sync()
+        if not self.config.read_only:
+            self.start_dispatch()
 
     def on_unmount(self) -> None:
         self.db.conn.close()
@@ -244,9 +319,12 @@ class SegopsApp(App[None]):
     def open_quarantine(self, crumbs: tuple[str, ...]) -> None:
         self.push_screen(QuarantineScreen(crumbs))
 
+    def open_actions_log(self, crumbs: tuple[str, ...]) -> None:
+        self.push_screen(ActionsLogScreen(crumbs))
+
     async def jump_to(self, kind: str, key: str | None = None) -> None:
         """Go back to the dashboard and open from there a segment, a user or an account named by
-        `key`, or the flow or quarantine screen."""
+        `key`, or the flow, quarantine or actions log screen."""
         while len(self.screen_stack) > 1:
             await self.pop_screen()
         crumbs = ("Dashboard",)
@@ -254,6 +332,8 @@ class SegopsApp(App[None]):
             self.open_flow(crumbs)
         elif kind == "quarantine":
             self.open_quarantine(crumbs)
+        elif kind == "actions":
+            self.open_actions_log(crumbs)
         else:
             opener = {"segment": self.open_segment, "user": self.open_user, "account": self.open_account}[kind]
             opener(key, crumbs)
@@ -263,6 +343,148 @@ class SegopsApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.screen))
+
+    # Playbook triggers.
+
+    def choose_playbook(self, target: TriggerTarget) -> None:
+        """Open the playbook chooser for `target`, then the confirmation of the chosen playbook.
+        Does nothing in read-only mode."""
+        if self.config.read_only:
+            return
+        playbooks = list(self.config.playbooks.values())
+        if not playbooks:
+            self.notify("No playbook is configured: add a [playbooks.<id>] table to the configuration.",
+                        severity="warning")
+            return
+
+        def chosen(playbook: Playbook | None) -> None:
+            if playbook is not None:
+                self.push_screen(RunConfirmScreen(playbook, target), self.run_written)
+
+        self.push_screen(PlaybookChooserScreen(target, playbooks, self.config.destinations), chosen)
+
+    def run_written(self, run: runs.Run | None) -> None:
+        """Announce a run that the confirmation screen wrote, and send its actions soon."""
+        if run is None:
+            return
+        counts = run.counts
+        what = "Dry run" if run.dry_run else "Run"
+        excluded = counts.excluded_cooldown + counts.excluded_rule
+        self.notify(
+            f"{counts.targeted:,} targeted, {counts.held_out:,} held out, {excluded:,} excluded, "
+            f"{counts.queued:,} {'would be sent' if run.dry_run else 'to send'}",
+            title=f"{what} {run.id} of {run.playbook} recorded", markup=False, timeout=8,
+        )
+        self.cache_changed("run")
+        if not run.dry_run:
+            self.dispatch_now()
+
+    def action_toggle_automatic(self) -> None:
+        """Pause automatic playbooks, or resume them. Does nothing in read-only mode."""
+        if self.config.read_only:
+            return
+        self._switch_automatic(not self.playbook_state.automatic_paused)
+
+    @work(thread=True, exclusive=True, group="pause", exit_on_error=False, name="pause switch")
+    def _switch_automatic(self, paused: bool) -> None:
+        with self.database() as db:
+            runs.set_automatic_paused(db, paused, operator=operator_name(self.config), now=self.clock())
+        self.post_message(AutomaticPauseChanged(paused, switched=True))
+
+    def on_automatic_pause_changed(self, message: AutomaticPauseChanged) -> None:
+        changed = message.paused != self.playbook_state.automatic_paused
+        self.playbook_state.automatic_paused = message.paused
+        if message.switched:
+            state = "paused: no entry into a segment queues a run" if message.paused else "resumed"
+            self.notify(f"Automatic playbooks {state}.", title="Audit log entry written", timeout=6)
+        if changed or message.switched:
+            self.refresh_bindings()
+            self.cache_changed("pause")
+
+    def automatic_pause_read(self, paused: bool) -> None:
+        """Take the pause switch as a screen read it from the cache, where `segops` commands may
+        have changed it."""
+        if paused != self.playbook_state.automatic_paused:
+            self.post_message(AutomaticPauseChanged(paused, switched=False))
+
+    def on_automatic_runs_queued(self, message: AutomaticRunsQueued) -> None:
+        for run in message.created:
+            self.notify(f"{run.counts.queued:,} to send, {run.counts.held_out:,} held out",
+                        title=f"Automatic run {run.id} of {run.playbook}", markup=False, timeout=6)
+        self.cache_changed("run")
+        self.dispatch_now()
+
+    def cache_changed(self, what: str) -> None:
+        """Tell every open screen that the cache changed: "sync" (a sync ended), "dispatch" (a
+        dispatcher pass sent or failed something), "run" (a run was written) or "pause"."""
+        for screen in self.screen_stack:
+            if isinstance(screen, ConsoleScreen) and screen.is_mounted:
+                screen.cache_changed(what)
+
+    # The dispatcher.
+
+    def start_dispatch(self) -> None:
+        """Start one dispatcher pass on a worker thread. The next one is scheduled when it ends."""
+        self._dispatch_timer = None
+        self._dispatch_again = False
+        self.dispatch_state.running = True
+        self._dispatch()
+
+    def dispatch_now(self) -> None:
+        """Start a dispatcher pass at once, or right after the one that is running."""
+        if self.config.read_only:
+            return
+        if self.dispatch_state.running:
+            self._dispatch_again = True
+            return
+        if self._dispatch_timer is not None:
+            self._dispatch_timer.stop()
+        self.start_dispatch()
+
+    @work(thread=True, exclusive=True, group="dispatch", exit_on_error=False, name="dispatcher")
+    def _dispatch(self) -> None:
+        worker = get_current_worker()
+        try:
+            with self.database() as db:
+                # Set when the app exits, so that the pass stops after the current action.
+                report = dispatch_once(db, self.config, clock=self.clock, stop=worker.cancelled_event)
+        except Exception as error:
+            # A locked or unreadable cache must reach the status line, not end the worker silently.
+            logger.exception("dispatcher pass failed")
+            self.post_message(DispatchFailed(f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(DispatchFinished(report))
+
+    def on_dispatch_finished(self, message: DispatchFinished) -> None:
+        state = self.dispatch_state
+        state.running = False
+        state.finished_at = self.clock()
+        state.error = state.failed_at = state.retry_at = None
+        state.add(message.report)
+        self._dispatch_delay = self.config.dispatch.interval_seconds
+        self._schedule_dispatch(0 if self._dispatch_again else self._dispatch_delay)
+        if message.report.attempted or message.report.recovered:
+            self.cache_changed("dispatch")
+        self._dashboard_status()
+
+    def on_dispatch_failed(self, message: DispatchFailed) -> None:
+        # Each failure in a row doubles the wait, up to the dispatcher's longest backoff.
+        settings = self.config.dispatch
+        self._dispatch_delay = min(max(self._dispatch_delay * 2, settings.interval_seconds),
+                                   settings.backoff_max_seconds)
+        state = self.dispatch_state
+        state.running = False
+        state.error = message.error
+        state.failed_at = self.clock()
+        state.retry_at = state.failed_at + int(self._dispatch_delay * 1000)
+        logger.warning("dispatcher pass failed, next in %.1f s: %s", self._dispatch_delay, message.error)
+        self._schedule_dispatch(self._dispatch_delay)
+        self._dashboard_status()
+
+    def _schedule_dispatch(self, delay: float) -> None:
+        if self._dispatch_timer is not None:
+            self._dispatch_timer.stop()
+        self._dispatch_timer = self.set_timer(delay, self.start_dispatch, name="next dispatcher pass")
 
     # The background sync.
 
@@ -276,7 +498,7 @@ class SegopsApp(App[None]):
 
     def sync_now(self) -> bool:
         """Start a sync at once unless one is running. Return False when there is no source."""
-        if self.source_url is None:
+        if self.config.source_url is None:
             return False
         if not self.sync_state.running:
             if self._sync_timer is not None:
@@ -290,7 +512,7 @@ class SegopsApp(App[None]):
         db = None
         try:
             db = open_cache(self.cache_path)
-            with HttpSource(self.source_url, self.write_key or "") as source:
+            with HttpSource(self.config.source_url, self.config.write_key or "") as source:
                 report = sync_once(
                     db, source, self.settings,
                     progress=lambda report: self.post_message(SyncProgressed(report.pages, report.result.read)),
@@ -298,8 +520,9 @@ class SegopsApp(App[None]):
                     # Set when the app exits, so that the worker stops after the current page.
                     stop=worker.cancelled_event,
                     stale_after_ms=int(self.stale_after * 1000),
+                    after_evaluation=self._queue_automatic,
                 )
-            backfilling = report.first and self.backfill_days > 0 and not worker.is_cancelled
+            backfilling = report.first and self.config.backfill_days > 0 and not worker.is_cancelled
             self.post_message(SyncFinished(report, backfilling=backfilling))
             if backfilling:
                 self._backfill(db, worker)
@@ -316,13 +539,22 @@ class SegopsApp(App[None]):
             if db is not None:
                 db.conn.close()
 
+    def _queue_automatic(self, db: sqlite_utils.Database, report: SyncReport, previous_evaluated_at: int | None) -> None:
+        """Queue the runs of automatic playbooks for the entries of this sync's evaluation. Runs on
+        the sync worker's thread, with its connection."""
+        if previous_evaluated_at is None:
+            return  # A first evaluation finds members, and nobody entered.
+        created = queue_entries(db, self.config, previous_evaluated_at, stale=report.stale, now=self.clock())
+        if created:
+            self.post_message(AutomaticRunsQueued(created))
+
     def _backfill(self, db, worker: Worker) -> None:
         def on_day(done: int, total: int) -> None:
             if worker.is_cancelled:
                 raise _Stopped
             self.post_message(BackfillProgressed(done, total))
 
-        days = backfill(db, self.settings, self.backfill_days, now=self.clock(), progress=on_day)
+        days = backfill(db, self.settings, self.config.backfill_days, now=self.clock(), progress=on_day)
         self.post_message(BackfillFinished(days))
 
     def on_sync_progressed(self, message: SyncProgressed) -> None:
@@ -337,11 +569,12 @@ class SegopsApp(App[None]):
         state.error = state.failed_at = state.retry_at = None
         self._delays = backoff_delays()
         if message.backfilling:
-            state.backfill = (0, self.backfill_days)
+            state.backfill = (0, self.config.backfill_days)
         else:
             state.running = False
-            self._schedule_sync(self.sync_interval)
+            self._schedule_sync(self.config.sync_interval)
         self._dashboard_sync_changed(ended=True)
+        self.cache_changed("sync")
 
     def on_backfill_progressed(self, message: BackfillProgressed) -> None:
         self.sync_state.backfill = (message.done, message.total)
@@ -352,7 +585,7 @@ class SegopsApp(App[None]):
         state.running = False
         state.backfill = None
         logger.info("backfilled %d days of snapshots", message.days)
-        self._schedule_sync(self.sync_interval)
+        self._schedule_sync(self.config.sync_interval)
         self._dashboard_sync_changed(ended=True)
 
     def on_sync_failed(self, message: SyncFailed) -> None:
@@ -376,10 +609,21 @@ class SegopsApp(App[None]):
             self._sync_timer.stop()
         self._sync_timer = self.set_timer(delay, self.start_sync, name="next sync")
 
+    def _dashboard_status(self) -> None:
+        dashboard = self.screen_stack[0] if self.screen_stack else None
+        if isinstance(dashboard, DashboardScreen) and dashboard.is_mounted:
+            dashboard.show_status()
+
     def _dashboard_sync_changed(self, ended: bool) -> None:
         dashboard = self.screen_stack[0] if self.screen_stack else None
         if isinstance(dashboard, DashboardScreen) and dashboard.is_mounted:
             dashboard.sync_changed(ended)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Hidden, not only refused: in read-only mode no key, help line or palette entry offers it.
+        if action in WRITE_ACTIONS and self.config.read_only:
+            return False
+        return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

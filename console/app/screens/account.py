@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from console.app.screens.base import ConsoleScreen
+from console.app.screens.base import ConsoleScreen, TriggerTarget
 from console.app.widgets.explanation import verdict_text
 from console.app.widgets.text import json_text, moment, number, plain
 from store import segments as seg
@@ -56,11 +56,17 @@ class MemberTable(DataTable):
 class AccountScreen(ConsoleScreen):
     """One account."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="account.back")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="account.back"),
+        Binding("t", "trigger", "Trigger playbook", id="account.trigger",
+                tooltip="Trigger a playbook for this account's users"),
+    ]
 
     def __init__(self, account_id: str, crumbs: tuple[str, ...]) -> None:
         super().__init__((*crumbs, account_id))
         self.account_id = account_id
+        # The account's segments, once its detail is read; None for an unknown account.
+        self.segments: frozenset[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,12 +93,19 @@ class AccountScreen(ConsoleScreen):
                 (": no message in the cache names it", "dim")))
             self.query_one("#expansion", Static).update("")
             return
+        self.segments = frozenset(detail["segments"])
+        self.refresh_bindings()
         members = account_members(connection, self.account_id, limit=MEMBER_LIMIT)
         self._show_summary(detail, len(members))
         self._show_usage(detail["facts"])
         self._show_members(members)
         self.query_one(MemberTable).focus()
         self.explain(self.app.clock())
+
+    def trigger_target(self) -> TriggerTarget | None:
+        if self.segments is None:
+            return None
+        return TriggerTarget("account", self.account_id, self.segments)
 
     def _show_summary(self, detail: dict, member_count: int) -> None:
         facts = detail["facts"] or {}

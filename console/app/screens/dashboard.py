@@ -18,6 +18,7 @@ from console.app.widgets.status import StatusLine, feed_is_stale
 from console.app.widgets.text import change, count, number
 from store import segments as seg
 from store.queries import CacheStatus, SegmentRow, cache_status, segment_rows
+from store.runs import automatic_paused
 
 # Daily points shown in the trend column, one cell each.
 TREND_WIDTH = 30
@@ -38,10 +39,12 @@ COLUMNS = (
 class DashboardLoaded(Message):
     """The dashboard's queries finished on a worker thread."""
 
-    def __init__(self, rows: list[SegmentRow], status: CacheStatus) -> None:
+    def __init__(self, rows: list[SegmentRow], status: CacheStatus, paused: bool) -> None:
         super().__init__()
         self.rows = rows
         self.status = status
+        # The pause switch of automatic playbooks, which `segops` commands can set too.
+        self.paused = paused
 
 
 class SegmentTable(DataTable):
@@ -94,6 +97,9 @@ class DashboardScreen(ConsoleScreen):
         Binding("r", "refresh", "Refresh", id="dashboard.refresh"),
         Binding("f", "open_flow", "Lifecycle flow", id="dashboard.flow"),
         Binding("x", "open_quarantine", "Quarantine", id="dashboard.quarantine"),
+        Binding("A", "open_actions_log", "Actions log", id="dashboard.actions"),
+        Binding("p", "toggle_automatic", "Pause/resume automatic", id="dashboard.automatic",
+                tooltip="Pause or resume every playbook that triggers on entry; recorded in the audit log"),
     ]
 
     def __init__(self) -> None:
@@ -134,6 +140,9 @@ class DashboardScreen(ConsoleScreen):
     def action_open_quarantine(self) -> None:
         self.app.open_quarantine(self.crumbs)
 
+    def action_open_actions_log(self) -> None:
+        self.app.open_actions_log(self.crumbs)
+
     def load(self) -> None:
         """Re-read the segments and the cache status."""
         self._loaded_at = time.monotonic()
@@ -142,13 +151,15 @@ class DashboardScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False, name="dashboard query")
     def _query(self) -> None:
         # cache_status counts every message, too slow for the UI thread on a large cache.
-        with self.app.reader() as connection:
-            rows = segment_rows(connection)
-            status = cache_status(connection)
-        self.post_message(DashboardLoaded(rows, status))
+        with self.app.database() as db:
+            rows = segment_rows(db.conn)
+            status = cache_status(db.conn)
+            paused = automatic_paused(db)
+        self.post_message(DashboardLoaded(rows, status, paused))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
         self.status = message.status
+        self.app.automatic_pause_read(message.paused)
         self.show_populations(message.rows)
         self.show_status()
 
@@ -162,7 +173,8 @@ class DashboardScreen(ConsoleScreen):
     def show_status(self) -> None:
         """Render the status line and the sync progress from the app's sync state."""
         state = self.app.sync_state
-        self.query_one(StatusLine).show(state, self.status, self.app.clock())
+        self.query_one(StatusLine).show(state, self.status, self.app.clock(), self.app.dispatch_state,
+                                        self.app.playbook_state)
         progress = self.query_one("#sync-progress", Static)
         # A sync of one page is the usual case every few seconds, and the status line marks it.
         # The progress line is for the first sync, for catching up after a pause and for the backfill.
@@ -174,6 +186,10 @@ class DashboardScreen(ConsoleScreen):
         elif progress.display:
             progress.update(Text.assemble(
                 ("⟳ syncing ", "bold"), f"{count(state.pages, 'page')}, {count(state.read, 'message')} read so far"))
+
+    def cache_changed(self, what: str) -> None:
+        if what == "pause":
+            self.show_status()
 
     def sync_changed(self, ended: bool) -> None:
         """Show a new sync state, and re-read the cache when a sync ended, failed or not.

@@ -15,7 +15,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from console.app.screens.base import ConsoleScreen
+from console.app.screens.base import ConsoleScreen, TriggerTarget
 from console.app.widgets.columns import last_column_width
 from console.app.widgets.text import change, clean, moment, number, plain
 from store import segments as seg
@@ -61,6 +61,14 @@ class MembersLoaded(Message):
         self.generation = generation
         self.index = index
         self.page = page
+        self.population = population
+
+
+class PopulationCounted(Message):
+    """The segment's population, counted again on a worker thread after a sync."""
+
+    def __init__(self, population: int) -> None:
+        super().__init__()
         self.population = population
 
 
@@ -115,6 +123,8 @@ class SegmentScreen(ConsoleScreen):
         Binding("S", "toggle_direction", "Sort direction", id="segment.direction"),
         Binding("r", "refresh", "Refresh", id="segment.refresh"),
         Binding("m", "switch_table", "Movers/members", id="segment.movers"),
+        Binding("t", "trigger", "Trigger playbook", id="segment.trigger",
+                tooltip="Trigger a playbook for every member of this segment"),
     ]
 
     AUTO_FOCUS = "#members"
@@ -143,6 +153,8 @@ class SegmentScreen(ConsoleScreen):
         self._mover_ids: list[str] = []
         # The movers of the last 7 days as segment_movers returns them, kept to redraw on a resize.
         self._movers: dict | None = None
+        # Set when a sync ended while another screen, such as a run's confirmation, was on top.
+        self._refresh_pending = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -179,6 +191,40 @@ class SegmentScreen(ConsoleScreen):
         self.population = None
         self.reload()
         self.load_movers()
+
+    def trigger_target(self) -> TriggerTarget:
+        return TriggerTarget("segment", self.definition.name, frozenset({self.definition.name}))
+
+    # The live refresh: after each sync, the population and the movers are read again. The member
+    # rows stay as they are, so that the cursor does not move under the operator; `r` reloads them.
+
+    def cache_changed(self, what: str) -> None:
+        if what != "sync":
+            return
+        # Under a modal, such as the confirmation of a run for this segment, nothing reloads.
+        if self.app.screen is not self:
+            self._refresh_pending = True
+            return
+        self._refresh_live()
+
+    def on_screen_resume(self) -> None:
+        if self._refresh_pending:
+            self._refresh_live()
+
+    def _refresh_live(self) -> None:
+        self._refresh_pending = False
+        self._recount()
+        self.load_movers()
+
+    @work(thread=True, exclusive=True, group="population", exit_on_error=False, name="population count")
+    def _recount(self) -> None:
+        with self.app.reader() as connection:
+            population = member_count(connection, self.definition.name)
+        self.post_message(PopulationCounted(population))
+
+    def on_population_counted(self, message: PopulationCounted) -> None:
+        self.population = message.population
+        self._show_header()
 
     def _request(self, index: int) -> None:
         if self._loading or index < 0 or index >= len(self._starts):

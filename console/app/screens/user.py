@@ -1,4 +1,5 @@
-"""The user screen: traits, account, segments with their explanations, transitions and events."""
+"""The user screen: traits, account, segments with their explanations, transitions, events and the
+playbook actions the user received."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from console.app.screens.base import ConsoleScreen
+from console.app.screens.base import ConsoleScreen, TriggerTarget
 from console.app.screens.event import EventScreen
+from console.app.widgets.actions import action_status
+from console.app.widgets.columns import keep_cursor
 from console.app.widgets.explanation import verdicts_text
 from console.app.widgets.near_miss import near_misses, near_misses_text
 from console.app.widgets.text import json_text, moment, number, plain
 from store import segments as seg
 from store.engine import Verdict, explain_user
 from store.queries import user_detail, user_events, user_transitions
+from store.runs import list_actions
 
 EVENT_LIMIT = 50
+# Actions listed on the screen at most: the user's first ones, in the order they were queued.
+ACTION_LIMIT = 100
 
 
 class ExplanationLoaded(Message):
@@ -58,12 +64,16 @@ class UserScreen(ConsoleScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="user.back"),
         Binding("a", "open_account", "Account", id="user.account"),
+        Binding("t", "trigger", "Trigger playbook", id="user.trigger",
+                tooltip="Trigger a playbook for this user"),
     ]
 
     def __init__(self, user_id: str, crumbs: tuple[str, ...]) -> None:
         super().__init__((*crumbs, user_id))
         self.user_id = user_id
         self.account_id: str | None = None
+        # The user's segments, once the detail is read; None for an unknown user.
+        self.segments: frozenset[str] | None = None
         # message id -> (title, payload) of each event in the table, for the event modal.
         self._payloads: dict[str, tuple[str, str]] = {}
 
@@ -71,9 +81,13 @@ class UserScreen(ConsoleScreen):
         yield Header()
         yield Static(id="user-summary", classes="summary")
         with Horizontal(classes="row"):
-            with Vertical(classes="pane narrow") as pane:
-                pane.border_title = "Traits"
-                yield DataTable(id="traits", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="user-left"):
+                with Vertical(classes="pane") as pane:
+                    pane.border_title = "Traits"
+                    yield DataTable(id="traits", cursor_type="row", zebra_stripes=True)
+                with Vertical(id="user-actions-pane", classes="pane") as pane:
+                    pane.border_title = "Actions received"
+                    yield DataTable(id="user-actions", cursor_type="row", zebra_stripes=True)
             with Vertical(id="user-verdicts"):
                 with VerticalScroll(id="near-misses", classes="pane") as pane:
                     pane.border_title = "Near misses: one condition from entering or leaving"
@@ -93,6 +107,7 @@ class UserScreen(ConsoleScreen):
     def on_mount(self) -> None:
         # These queries are indexed and limited, so they run on the UI thread. The explanation does not.
         connection = self.app.db.conn
+        self._add_columns()
         detail = user_detail(connection, self.user_id)
         if detail is None:
             self.query_one("#user-summary", Static).update(Text.assemble(
@@ -100,11 +115,40 @@ class UserScreen(ConsoleScreen):
             self.query_one("#explanation", Static).update("")
             self.query_one("#near-miss", Static).update("")
             return
+        self.segments = frozenset(detail["segments"])
+        self.refresh_bindings()
         self._show_summary(detail)
         self._show_traits(detail["traits"])
+        self._load_lists()
+        self.explain(self.app.clock())
+
+    def trigger_target(self) -> TriggerTarget | None:
+        if self.segments is None:
+            return None
+        return TriggerTarget("user", self.user_id, self.segments)
+
+    def cache_changed(self, what: str) -> None:
+        # A sync brings new events (such as the demo's email events) and transitions; a dispatcher
+        # pass or a new run changes the actions.
+        if self.segments is not None and what in ("sync", "dispatch", "run"):
+            self._load_lists()
+
+    def _load_lists(self) -> None:
+        connection = self.app.db.conn
         self._show_transitions(user_transitions(connection, self.user_id))
         self._show_events(user_events(connection, self.user_id, limit=EVENT_LIMIT))
-        self.explain(self.app.clock())
+        self._show_actions(list_actions(self.app.db, user_id=self.user_id, limit=ACTION_LIMIT))
+
+    def _add_columns(self) -> None:
+        for table_id, columns in (
+            ("#transitions", (("at", "At"), ("segment", "Segment"), ("change", "Change"), ("reason", "Reason"))),
+            ("#events", (("time", "Time (UTC)"), ("type", "Type"), ("event", "Event"))),
+            ("#user-actions", (("at", "Queued (UTC)"), ("playbook", "Playbook"), ("channel", "Channel"),
+                               ("status", "Status"))),
+        ):
+            table = self.query_one(table_id, DataTable)
+            for key, label in columns:
+                table.add_column(label, key=key)
 
     def _show_summary(self, detail: dict) -> None:
         facts = detail["facts"] or {}
@@ -158,26 +202,38 @@ class UserScreen(ConsoleScreen):
 
     def _show_transitions(self, transitions: list[dict]) -> None:
         table = self.query_one("#transitions", DataTable)
-        for key, label in (("at", "At"), ("segment", "Segment"), ("change", "Change"), ("reason", "Reason")):
-            table.add_column(label, key=key)
-        for transition in transitions:
-            entered = transition["entered"]
-            table.add_row(
-                moment(transition["at"]),
-                plain(transition["segment"]),
-                Text("entered" if entered else "left", style="green" if entered else "red"),
-                plain(transition["reason"]),
-            )
+        with keep_cursor(table):
+            for transition in transitions:
+                entered = transition["entered"]
+                table.add_row(
+                    moment(transition["at"]),
+                    plain(transition["segment"]),
+                    Text("entered" if entered else "left", style="green" if entered else "red"),
+                    plain(transition["reason"]),
+                )
 
     def _show_events(self, events: list[dict]) -> None:
         table = self.query_one("#events", DataTable)
-        for key, label in (("time", "Time (UTC)"), ("type", "Type"), ("event", "Event")):
-            table.add_column(label, key=key)
-        for event in events:
-            label = event_label(event)
-            key = event["message_id"]
-            self._payloads[key] = (f"{event['type']} {label} at {moment(event['event_time'])}", event["payload"])
-            table.add_row(moment(event["event_time"]), plain(event["type"]), plain(label), key=key)
+        self._payloads = {}
+        with keep_cursor(table):
+            for event in events:
+                label = event_label(event)
+                key = event["message_id"]
+                self._payloads[key] = (f"{event['type']} {label} at {moment(event['event_time'])}", event["payload"])
+                table.add_row(moment(event["event_time"]), plain(event["type"]), plain(label), key=key)
+
+    def _show_actions(self, actions: list) -> None:
+        table = self.query_one("#user-actions", DataTable)
+        pane = self.query_one("#user-actions-pane")
+        more = f", the first {ACTION_LIMIT}" if len(actions) >= ACTION_LIMIT else ""
+        pane.border_title = f"Actions received ({len(actions):,}{more})"
+        with keep_cursor(table):
+            # Newest first, like the events beside them.
+            for action in reversed(actions):
+                table.add_row(moment(action.created_at)[:16], plain(action.playbook), plain(action.channel),
+                              action_status(action), key=str(action.id))
+            if not actions:
+                table.add_row(Text("none yet", style="dim"), "", "", "")
 
     @work(thread=True, exclusive=True, group="explain", exit_on_error=False, name="explanation")
     def explain(self, t: int) -> None:
