@@ -65,7 +65,8 @@ class AccountScreen(ConsoleScreen):
     def __init__(self, account_id: str, crumbs: tuple[str, ...]) -> None:
         super().__init__((*crumbs, account_id))
         self.account_id = account_id
-        # The account's segments, once its detail is read; None for an unknown account.
+        # The account's segments and its members' lifecycle stages, once its detail is read; None for
+        # an unknown account.
         self.segments: frozenset[str] | None = None
 
     def compose(self) -> ComposeResult:
@@ -93,9 +94,9 @@ class AccountScreen(ConsoleScreen):
                 (": no message in the cache names it", "dim")))
             self.query_one("#expansion", Static).update("")
             return
-        self.segments = frozenset(detail["segments"])
-        self.refresh_bindings()
         members = account_members(connection, self.account_id, limit=MEMBER_LIMIT)
+        self.segments = frozenset(detail["segments"]) | {member["lifecycle"] for member in members if member["lifecycle"]}
+        self.refresh_bindings()
         self._show_summary(detail, len(members))
         self._show_usage(detail["facts"])
         self._show_members(members)

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -111,17 +111,16 @@ class ActionsLogScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="actions-summary", classes="summary")
-        with Horizontal(id="actions-top"):
-            with Vertical(classes="pane wide") as pane:
-                pane.border_title = "Runs, newest first"
-                yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
-            with Vertical(classes="pane") as pane:
-                pane.border_title = "Audit log: pauses and failed actions"
-                yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="runs-pane", classes="pane") as pane:
+            pane.border_title = "Runs, newest first"
+            yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         with Vertical(id="run-actions-pane", classes="pane") as pane:
             pane.border_title = "Actions"
             yield Static(id="run-detail")
             yield ActionsTable(id="run-actions", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="audit-pane", classes="pane") as pane:
+            pane.border_title = "Audit log: pauses and failed actions, newest first"
+            yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -146,12 +145,14 @@ class ActionsLogScreen(ConsoleScreen):
         elif state.automatic_paused:
             summary.append("paused", style="bold yellow")
             summary.append(" (p resumes them)", style="dim")
-        else:
+        elif state.on_entry:
             summary.append(f"on, {count(state.on_entry, 'playbook')} on entry", style="green")
             summary.append(" (p pauses them)", style="dim")
+        else:
+            summary.append("on; no playbook triggers on entry", style="dim")
         summary.append("  │  ", style="dim")
-        summary.append(f"the latest {MAX_RUNS:,} runs and the first {MAX_ACTIONS:,} actions of a run at most;"
-                       " `segops actions` lists all", style="dim")
+        summary.append(f"listed: the latest {MAX_RUNS:,} runs, the first {MAX_ACTIONS:,} actions of each"
+                       " (segops actions lists all)", style="dim")
         self.query_one("#actions-summary", Static).update(summary)
 
     # Runs.
@@ -275,7 +276,7 @@ class ActionsLogScreen(ConsoleScreen):
             "channel": plain(action.channel),
             "destination": plain(action.destination),
             "content": plain(action.content),
-            "status": action_status(action),
+            "status": action_status(action, self.app.clock()),
             "attempts": Text(str(action.attempts), justify="right"),
             "sent_at": Text(moment(action.sent_at)),
             "response": last_response(response) if response is not None else Text(clean(action.last_error), style="red"),

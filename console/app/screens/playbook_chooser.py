@@ -56,7 +56,7 @@ class PlaybookChooserScreen(ModalScreen[Playbook | None]):
         matching = sum(1 for playbook in self.playbooks if playbook.segment in self.target.segments)
         note = Text(end="")
         if matching:
-            note.append(f"{matching} of {len(self.playbooks)} playbooks are for a segment of this target", style="dim")
+            note.append(f"{matching} of {len(self.playbooks)} playbooks are for a segment this target is in", style="dim")
             note.append(" (marked ●, listed first)", style="dim")
         else:
             note.append("No playbook is for a segment this target is in; every playbook is listed.", style="yellow")

@@ -19,6 +19,7 @@ from console.app.screens.base import WRITE_ACTIONS, TriggerTarget
 from console.app.widgets.text import count, plain
 from console.playbooks import ReadOnlyError, plan, trigger
 from console.playbooks.catalog import Playbook
+from store import segments as seg
 from store.runs import Run, RunError, RunPlan
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def counts_text(run_plan: RunPlan, playbook: Playbook) -> Text:
     counts = run_plan.counts
     steps = len(playbook.steps)
     rows = (
-        ("targeted", counts.targeted, "users", ""),
+        ("targeted", counts.targeted, "user" if counts.targeted == 1 else "users", ""),
         ("held out", counts.held_out, "",
          f"the {playbook.holdout_share:.0%} holdout: sent nothing, measured against the treated users"),
         ("excluded by cooldown", counts.excluded_cooldown, "",
@@ -71,7 +72,8 @@ def counts_text(run_plan: RunPlan, playbook: Playbook) -> Text:
          else "no cooldown"),
         ("excluded by rule", counts.excluded_rule, "",
          "members of " + ", ".join(playbook.exclude_segments) if playbook.exclude_segments else "no exclusion"),
-        ("to send", counts.queued, "users", f"× {count(steps, 'step')} = {count(counts.queued * steps, 'action')}"),
+        ("to send", counts.queued, "user" if counts.queued == 1 else "users",
+         f"× {count(steps, 'step')} = {count(counts.queued * steps, 'action')}"),
     )
     text = Text(end="")
     for index, (label, value, unit, note) in enumerate(rows):
@@ -129,7 +131,7 @@ class RunConfirmScreen(ModalScreen[Run | None]):
                 yield Static(Text.assemble(
                     ("This run is for every member of the segment. Type ", ""), (self.target.id, "bold"),
                     (" to enable Confirm.", "")), id="confirm-name-note")
-                yield Input(placeholder=self.target.id, id="confirm-name")
+                yield Input(placeholder="the segment's name, as written above", id="confirm-name")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Dry run (d)", id="dry-run", disabled=True)
@@ -143,7 +145,9 @@ class RunConfirmScreen(ModalScreen[Run | None]):
         summary.append("\ntarget ", style="dim")
         summary.append_text(plain(self.target.describe(), style="bold"))
         if self.target.kind == "account":
-            summary.append("  (each of its users, or its most active user for an account playbook)", style="dim")
+            entity = seg.BY_NAME[self.playbook.segment].entity
+            reached = "its most active user, the account's contact" if entity == "account" else "each of its users"
+            summary.append(f"  ({reached})", style="dim")
         return summary
 
     def on_mount(self) -> None:
@@ -193,7 +197,7 @@ class RunConfirmScreen(ModalScreen[Run | None]):
     # The name check and the buttons.
 
     def name_typed(self) -> bool:
-        """Whether the segment's name is typed, or none is needed."""
+        """Return whether the segment's name is typed, or none is needed."""
         if not self.needs_name:
             return True
         return self.query_one("#confirm-name", Input).value.strip() == self.target.id

@@ -228,10 +228,10 @@ class UserScreen(ConsoleScreen):
         more = f", the first {ACTION_LIMIT}" if len(actions) >= ACTION_LIMIT else ""
         pane.border_title = f"Actions received ({len(actions):,}{more})"
         with keep_cursor(table):
-            # Newest first, like the events beside them.
-            for action in reversed(actions):
+            # The newest run first, like the events, and each run's steps in order.
+            for action in sorted(actions, key=lambda action: (-action.run_id, action.step)):
                 table.add_row(moment(action.created_at)[:16], plain(action.playbook), plain(action.channel),
-                              action_status(action), key=str(action.id))
+                              action_status(action, self.app.clock()), key=str(action.id))
             if not actions:
                 table.add_row(Text("none yet", style="dim"), "", "", "")
 

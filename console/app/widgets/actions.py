@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from console.app.widgets.text import clean
+from console.app.widgets.text import age, clean
 from store.runs import Action, Attempt
 
 STATUS_STYLES = {"queued": "yellow", "sending": "yellow", "sent": "green", "failed": "bold red"}
 
 
-def action_status(action: Action) -> Text:
-    """Render an action's status; a held-out row shows the state of its notice, if it has one."""
+def action_status(action: Action, now: int) -> Text:
+    """Render an action's status at `now` (epoch ms). A held-out row shows the state of its notice,
+    if it has one, and a queued action that is not due yet shows when it is due."""
     if action.held_out:
         text = Text("held out", style="dim", end="")
         if action.notice:
             text.append(f" (notice {action.notice})", style="dim")
         return text
-    return Text(action.status, style=STATUS_STYLES.get(action.status, ""), end="")
+    text = Text(action.status, style=STATUS_STYLES.get(action.status, ""), end="")
+    if action.status == "queued" and action.next_attempt_at is not None and action.next_attempt_at > now:
+        waiting = "retry" if action.attempts else "due"
+        text.append(f", {waiting} in {age(action.next_attempt_at - now)}", style="dim")
+    return text
 
 
 def last_response(attempt: Attempt | None) -> Text:
