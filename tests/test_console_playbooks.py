@@ -4,6 +4,7 @@ folder and the demo CDP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -534,3 +535,19 @@ def test_new_bindings_have_ids_and_descriptions(owner):
     for binding in owner.BINDINGS:
         assert binding.id, binding
         assert binding.description, binding
+
+
+async def test_dispatcher_error_in_status_line(cache, monkeypatch):
+    def locked(*arguments, **options):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr("console.app.app.dispatch_once", locked)
+    app = make_app(cache)
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: app.dispatch_state.error is not None)
+        await settle(pilot)
+        status = str(app.screen.query_one(StatusLine).content)
+        assert "dispatcher failed" in status
+        assert "OperationalError: database is locked" in status
+        assert "retry in" in status
+        assert app.return_code is None

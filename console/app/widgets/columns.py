@@ -18,9 +18,11 @@ def last_column_width(table: DataTable, widths: Sequence[int], chrome: int, mini
 
 @contextmanager
 def keep_cursor(table: DataTable) -> Iterator[None]:
-    """Clear the rows of `table` for the caller to add again, and put the cursor back on the row
-    with the same key afterwards, or on the same row number when that key is gone."""
+    """Clear the rows of `table` for the caller to add again, then put the cursor back on the row
+    with the same key, or on the same row number when that key is gone, and restore the scroll
+    position that clearing resets."""
     row = table.cursor_row
+    scroll_y = table.scroll_y
     key = None
     if table.row_count:
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
@@ -30,3 +32,5 @@ def keep_cursor(table: DataTable) -> Iterator[None]:
         row = table.get_row_index(key)
     if table.row_count:
         table.move_cursor(row=min(row, table.row_count - 1), animate=False, scroll=False)
+    # The new rows are laid out on the next refresh, so the scroll waits for it.
+    table.call_after_refresh(table.scroll_to, y=scroll_y, animate=False)
