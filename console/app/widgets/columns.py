@@ -18,9 +18,9 @@ def last_column_width(table: DataTable, widths: Sequence[int], chrome: int, mini
 
 @contextmanager
 def keep_cursor(table: DataTable) -> Iterator[None]:
-    """Clear the rows of `table` for the caller to add again, then put the cursor back on the row
-    with the same key, or on the same row number when that key is gone, and restore the scroll
-    position that clearing resets."""
+    """Clear the rows of `table` for the caller to add again. Afterwards, put the cursor back on the
+    row with the same key (or on the same row number when that key is gone) and restore the scroll
+    position, which clearing resets."""
     row = table.cursor_row
     scroll_y = table.scroll_y
     key = None
