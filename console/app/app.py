@@ -28,6 +28,7 @@ from console.app.screens.actions_log import ActionsLogScreen
 from console.app.screens.base import WRITE_ACTIONS, ConsoleScreen, TriggerTarget
 from console.app.screens.dashboard import DashboardScreen
 from console.app.screens.flow import FlowScreen
+from console.app.screens.health import HealthScreen
 from console.app.screens.help import HelpScreen
 from console.app.screens.playbook_chooser import PlaybookChooserScreen
 from console.app.screens.quarantine import QuarantineScreen
@@ -161,6 +162,8 @@ SCREEN_COMMANDS = (
     ("Lifecycle flow", "flow", "Users per stage 7 or 30 days ago and stage now"),
     ("Quarantine", "quarantine", "Messages the cache rejected, per reason, with their payloads"),
     ("Actions log", "actions", "Playbook runs newest first, and each run's actions with their attempts"),
+    ("Health", "health", "Every segment's population, trend and freshness, with its latest run's performance and "
+                         "outcome against holdout"),
 )
 
 
@@ -322,9 +325,12 @@ class SegopsApp(App[None]):
     def open_actions_log(self, crumbs: tuple[str, ...]) -> None:
         self.push_screen(ActionsLogScreen(crumbs))
 
+    def open_health(self, crumbs: tuple[str, ...]) -> None:
+        self.push_screen(HealthScreen(self.config.reporting, crumbs))
+
     async def jump_to(self, kind: str, key: str | None = None) -> None:
         """Go back to the dashboard and open from there a segment, a user or an account named by
-        `key`, or the flow, quarantine or actions log screen."""
+        `key`, or the flow, quarantine, actions log or health screen."""
         while len(self.screen_stack) > 1:
             await self.pop_screen()
         crumbs = ("Dashboard",)
@@ -334,6 +340,8 @@ class SegopsApp(App[None]):
             self.open_quarantine(crumbs)
         elif kind == "actions":
             self.open_actions_log(crumbs)
+        elif kind == "health":
+            self.open_health(crumbs)
         else:
             opener = {"segment": self.open_segment, "user": self.open_user, "account": self.open_account}[kind]
             opener(key, crumbs)

@@ -13,9 +13,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 from console.app.screens.base import ConsoleScreen, TriggerTarget
 from console.app.widgets.explanation import verdict_text
 from console.app.widgets.text import json_text, moment, number, plain
+from console.app.widgets.transitions import TRANSITION_COLUMNS, fill_transitions
 from store import segments as seg
 from store.engine import Verdict, explain_account
-from store.queries import account_detail, account_members
+from store.queries import account_detail, account_members, user_transitions
 
 MEMBER_LIMIT = 200
 BAR_WIDTH = 20
@@ -80,9 +81,13 @@ class AccountScreen(ConsoleScreen):
                 pane.border_title = seg.EXPANSION_READY
                 pane.border_subtitle = "explained at now"
                 yield Static(Text("evaluating…", style="dim"), id="expansion")
-        with Vertical(classes="pane") as pane:
-            pane.border_title = "Members"
-            yield MemberTable(id="account-members", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="account-bottom"):
+            with Vertical(classes="pane") as pane:
+                pane.border_title = "Members"
+                yield MemberTable(id="account-members", cursor_type="row", zebra_stripes=True)
+            with Vertical(classes="pane", id="account-timeline") as pane:
+                pane.border_title = f"{seg.EXPANSION_READY} timeline"
+                yield DataTable(id="account-transitions", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -100,6 +105,7 @@ class AccountScreen(ConsoleScreen):
         self._show_summary(detail, len(members))
         self._show_usage(detail["facts"])
         self._show_members(members)
+        self._show_transitions(connection)
         self.query_one(MemberTable).focus()
         self.explain(self.app.clock())
 
@@ -141,6 +147,17 @@ class AccountScreen(ConsoleScreen):
                 summary.append("=", style="dim")
                 summary.append_text(plain(json_text(value)))
         self.query_one("#account-summary", Static).update(summary)
+
+    def _show_transitions(self, connection) -> None:
+        table = self.query_one("#account-transitions", DataTable)
+        for key, label in TRANSITION_COLUMNS:
+            table.add_column(label, key=key)
+        # A user and an account may share an id: keep only the account segment's rows.
+        transitions = [row for row in user_transitions(connection, self.account_id, limit=200)
+                       if row["segment"] == seg.EXPANSION_READY]
+        fill_transitions(table, transitions)
+        if not transitions:
+            table.add_row(Text("no entry or exit recorded yet", style="dim"), "", "", "")
 
     def _show_usage(self, facts: dict | None) -> None:
         table = self.query_one("#usage", DataTable)

@@ -98,6 +98,7 @@ class DashboardScreen(ConsoleScreen):
         Binding("f", "open_flow", "Lifecycle flow", id="dashboard.flow"),
         Binding("x", "open_quarantine", "Quarantine", id="dashboard.quarantine"),
         Binding("A", "open_actions_log", "Actions log", id="dashboard.actions"),
+        Binding("h", "open_health", "Health", id="dashboard.health"),
         Binding("p", "toggle_automatic", "Pause/resume automatic", id="dashboard.automatic",
                 tooltip="Pause or resume every playbook that triggers on entry; recorded in the audit log"),
     ]
@@ -136,6 +137,9 @@ class DashboardScreen(ConsoleScreen):
 
     def action_open_flow(self) -> None:
         self.app.open_flow(self.crumbs)
+
+    def action_open_health(self) -> None:
+        self.app.open_health(self.crumbs)
 
     def action_open_quarantine(self) -> None:
         self.app.open_quarantine(self.crumbs)

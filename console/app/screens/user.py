@@ -19,6 +19,7 @@ from console.app.widgets.columns import keep_cursor
 from console.app.widgets.explanation import verdicts_text
 from console.app.widgets.near_miss import near_misses, near_misses_text
 from console.app.widgets.text import json_text, moment, number, plain
+from console.app.widgets.transitions import TRANSITION_COLUMNS, fill_transitions
 from store import segments as seg
 from store.engine import Verdict, explain_user
 from store.queries import user_detail, user_events, user_transitions
@@ -141,7 +142,7 @@ class UserScreen(ConsoleScreen):
 
     def _add_columns(self) -> None:
         for table_id, columns in (
-            ("#transitions", (("at", "At"), ("segment", "Segment"), ("change", "Change"), ("reason", "Reason"))),
+            ("#transitions", TRANSITION_COLUMNS),
             ("#events", (("time", "Time (UTC)"), ("type", "Type"), ("event", "Event"))),
             ("#user-actions", (("at", "Queued (UTC)"), ("playbook", "Playbook"), ("channel", "Channel"),
                                ("status", "Status"))),
@@ -201,16 +202,7 @@ class UserScreen(ConsoleScreen):
             table.add_row(Text("no traits", style="dim"), "")
 
     def _show_transitions(self, transitions: list[dict]) -> None:
-        table = self.query_one("#transitions", DataTable)
-        with keep_cursor(table):
-            for transition in transitions:
-                entered = transition["entered"]
-                table.add_row(
-                    moment(transition["at"]),
-                    plain(transition["segment"]),
-                    Text("entered" if entered else "left", style="green" if entered else "red"),
-                    plain(transition["reason"]),
-                )
+        fill_transitions(self.query_one("#transitions", DataTable), transitions)
 
     def _show_events(self, events: list[dict]) -> None:
         table = self.query_one("#events", DataTable)
