@@ -6,9 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pathlib import Path
+
+from textual import work
+from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
+from console.app.export import export_path, table_content, write_csv
 from console.app.widgets.text import clean
 from store.runs import Target
 
@@ -43,6 +49,9 @@ class TriggerTarget:
 class ConsoleScreen(Screen):
     """A screen at the end of a breadcrumb such as ("Dashboard", "Power Users", "user-123")."""
 
+    BINDINGS = [Binding("e", "export_csv", "Export CSV", id="screen.export",
+                        tooltip="Save the focused table to a CSV file and show its path")]
+
     app: SegopsApp
 
     def __init__(self, crumbs: tuple[str, ...]) -> None:
@@ -72,6 +81,39 @@ class ConsoleScreen(Screen):
         target = self.trigger_target()
         if target is not None:
             self.app.choose_playbook(target)
+
+    def export_name(self) -> str:
+        """Name the export of this screen's focused table, for its file name."""
+        return " ".join(self.crumbs[1:]) or "dashboard"
+
+    def export_rows(self) -> tuple[list[str], object] | None:
+        """Return the header and rows to export: by default the focused table, or the screen's
+        first table, as shown. Screens whose table is a window on a larger set override this."""
+        table = self.focused if isinstance(self.focused, DataTable) else None
+        if table is None:
+            tables = list(self.query(DataTable))
+            table = tables[0] if tables else None
+        if table is None:
+            return None
+        return table_content(table)
+
+    def action_export_csv(self) -> None:
+        """Save the focused table to a CSV file in the data directory and show its path."""
+        content = self.export_rows()
+        if content is None:
+            self.notify("This screen has no table to export.", severity="warning")
+            return
+        header, rows = content
+        self._export(export_path(self.export_name()), header, rows)
+
+    @work(thread=True, group="export", exit_on_error=False, name="CSV export")
+    def _export(self, path: Path, header: list[str], rows: object) -> None:
+        try:
+            count = write_csv(path, header, rows() if callable(rows) else rows)
+        except OSError as error:
+            self.app.call_from_thread(self.notify, f"CSV export failed: {error}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"{count:,} rows saved to {path}", title="CSV export")
 
     def action_toggle_automatic(self) -> None:
         """Pause automatic playbooks, or resume them."""

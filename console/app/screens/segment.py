@@ -20,7 +20,9 @@ from console.app.widgets.columns import last_column_width
 from console.app.widgets.text import change, clean, moment, number, plain
 from store import segments as seg
 from store.queries import ACCOUNT_SORTS, USER_SORTS, MemberPage, member_count, members_page, segment_movers
+from store.db import open_cache
 from store.settings import DAY_MS
+from store.timeparse import format_ms
 
 PAGE_SIZE = 100
 # Pages kept in the table at once: the table is a window on the segment, never a copy of it.
@@ -231,6 +233,34 @@ class SegmentScreen(ConsoleScreen):
             return
         self._loading = True
         self._fetch(self._generation, index, self._starts[index], self._query(), count=False)
+
+    def export_rows(self) -> tuple[list[str], object] | None:
+        """Export the whole segment with the current sort and filter, read page by page in the
+        export worker with its own connection, not just the pages loaded on screen."""
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id != "members":
+            return super().export_rows()
+        query = self._query()
+        segment = self.definition.name
+        cache_path = self.app.cache_path
+        columns = members_page(self.app.db.conn, segment, limit=1, **query).columns
+
+        def rows():
+            db = open_cache(cache_path)
+            try:
+                after = None
+                while True:
+                    page = members_page(db.conn, segment, after=after, limit=5_000, **query)
+                    for record in page.rows:
+                        yield [format_ms(record[name]) if name.endswith("_at") or name == "since" else record[name]
+                               for name in columns]
+                    if page.after is None:
+                        return
+                    after = page.after
+            finally:
+                db.conn.close()
+
+        return columns, rows
 
     def _query(self) -> dict:
         return {"sort": self.sort, "descending": self.descending, "text": self.text or None}
