@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -41,6 +43,20 @@ def open_cache(path: str | Path) -> sqlite_utils.Database:
     except sqlite3.DatabaseError as error:
         raise CacheError(f"cannot open cache {path}: {error}") from None
     return sqlite_utils.Database(connection)
+
+
+@contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in one write transaction: BEGIN IMMEDIATE takes the write lock at once (so a
+    concurrent writer waits for the busy timeout instead of failing at COMMIT), COMMIT at the end,
+    ROLLBACK on any exception, which is re-raised."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def schema_version(connection: sqlite3.Connection) -> int:

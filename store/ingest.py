@@ -11,6 +11,7 @@ from itertools import islice
 import orjson
 import sqlite_utils
 
+from store.db import write_transaction
 from store.normalize import Normalized, Rejection, fingerprint, normalize
 from store.settings import Settings
 from store.timeparse import now_ms
@@ -91,8 +92,7 @@ def ingest_batch(
             valid[outcome.message_id] = (location, outcome)
 
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         stored_fingerprints = _stored_fingerprints(connection, list(valid))
         for message_id in stored_fingerprints:
             repeats.append(valid.pop(message_id))
@@ -109,10 +109,6 @@ def ingest_batch(
         result.quarantined = len(rejected)
         result.reasons.update(rejection.reason for _, rejection in rejected)
         _update_source(connection, source, result, cursor, received_at)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return result
 
 

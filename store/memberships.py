@@ -9,6 +9,7 @@ import orjson
 import sqlite_utils
 
 from store import segments as seg
+from store.db import write_transaction
 from store.engine import (
     Context,
     Evaluation,
@@ -193,8 +194,7 @@ def _store(
     stay dirty for the next pass."""
     connection = db.conn
     t = evaluation.t
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         # The first evaluation of a cache records no transitions, because its members were found,
         # not seen entering.
         first = connection.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 0
@@ -233,10 +233,6 @@ def _store(
              len(evaluation.accounts), covered_seq, evaluation.context.power_threshold,
              "full" if scope is None else "incremental"),
         )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
 
 
 def _populations(connection, scope, previous: dict[str, dict[str, int]], evaluation: Evaluation) -> dict[str, int]:
@@ -387,12 +383,11 @@ def backfill(
     pending = [end for end in reversed(ends) if end // DAY_MS not in covered]
     for done, end in enumerate(pending, 1):
         populations = evaluate(db.conn, settings, end).populations()
-        db.conn.execute("BEGIN IMMEDIATE")
-        db.conn.executemany(
-            "INSERT OR REPLACE INTO snapshots (taken_at, segment, population, stale) VALUES (?, ?, ?, 0)",
-            [(end, name, population) for name, population in populations.items()],
-        )
-        db.conn.execute("COMMIT")
+        with write_transaction(db.conn):
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO snapshots (taken_at, segment, population, stale) VALUES (?, ?, ?, 0)",
+                [(end, name, population) for name, population in populations.items()],
+            )
         if progress is not None:
             progress(done, len(pending))
     return len(pending)

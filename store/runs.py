@@ -23,6 +23,7 @@ from typing import Protocol
 import sqlite_utils
 
 from store import segments as seg
+from store.db import write_transaction
 from store.settings import DAY_MS
 
 TARGET_KINDS = ("user", "account", "segment")
@@ -416,15 +417,10 @@ def create_run(
     `plan_run`.
     """
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         # Planning inside the write transaction keeps two concurrent runs from both passing the
         # same user's cooldown.
         run = _insert_run(connection, playbook, target, operator, now, dry_run, set(notice_destinations), users)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return run
 
 
@@ -442,8 +438,7 @@ def create_entry_run(
     entry) and the number of entries. The entries are marked handled in the same transaction, so
     each one triggers the playbook once."""
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         transition_ids, users = _pending_entries(connection, playbook, since)
         run = None
         if transition_ids:
@@ -453,10 +448,6 @@ def create_entry_run(
                 "INSERT INTO entry_triggers (playbook, transition_id, run_id) VALUES (?, ?, ?)",
                 [(playbook.id, transition_id, run.id) for transition_id in transition_ids],
             )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return run, len(transition_ids)
 
 
@@ -552,8 +543,7 @@ def recover_stale_claims(
     idempotency key. An action that reaches `max_attempts` this way fails.
     """
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         rows = connection.execute(
             f"SELECT a.id, a.claimed_at, a.claimed_by FROM {_ACTION_FROM} WHERE {_PENDING}"
             " AND (a.status = 'sending' OR a.notice = 'sending')"
@@ -565,10 +555,6 @@ def recover_stale_claims(
                      error="interrupted: the dispatcher stopped before the response was recorded",
                      outcome="retry" if _attempts(connection, action_id) + 1 < max_attempts else "failed",
                      next_attempt_at=now)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return stale
 
 
@@ -589,8 +575,7 @@ def claim_due(
     skip = sorted(set(skip_destinations))
     marks = ",".join("?" * len(skip))
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         rows = connection.execute(
             f"SELECT {_ACTION_COLUMNS} FROM {_ACTION_FROM} WHERE {_PENDING}"
             " AND (a.status = 'queued' OR a.notice = 'queued') AND a.next_attempt_at <= ?"
@@ -604,10 +589,6 @@ def claim_due(
             " WHERE id = ?",
             [(now, claimant, action_id) for action_id in ids],
         )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return [_action(row) for row in connection.execute(
         f"SELECT {_ACTION_COLUMNS} FROM {_ACTION_FROM} WHERE a.id IN ({','.join('?' * len(ids))})"
         " ORDER BY a.next_attempt_at, a.id", ids)] if ids else []
@@ -642,15 +623,10 @@ def record_attempt(
     or "failed" (given up: an audit entry names it). Raises `ValueError` for another outcome.
     """
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         _resolve(connection, action_id, at=at, duration_ms=duration_ms, status_code=status_code,
                  response_excerpt=response_excerpt, error=error, outcome=outcome,
                  next_attempt_at=next_attempt_at)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
 
 
 def _attempts(connection: sqlite3.Connection, action_id: int) -> int:
@@ -785,8 +761,7 @@ def automatic_paused(db: sqlite_utils.Database) -> bool:
 def set_automatic_paused(db: sqlite_utils.Database, paused: bool, *, operator: str, now: int) -> None:
     """Pause or resume automatic playbooks, with an audit entry naming the operator."""
     connection = db.conn
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(connection):
         connection.execute("INSERT OR REPLACE INTO flags (name, value) VALUES (?, ?)",
                            (AUTOMATIC_PAUSED_FLAG, "1" if paused else "0"))
         connection.execute(
@@ -794,10 +769,6 @@ def set_automatic_paused(db: sqlite_utils.Database, paused: bool, *, operator: s
             (now, operator, "automatic_paused" if paused else "automatic_resumed",
              "automatic playbooks paused" if paused else "automatic playbooks resumed"),
         )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
 
 
 def _pending_entries(
