@@ -711,18 +711,21 @@ def list_actions(
     status: str | None = None,
     after_id: int | None = None,
     limit: int = 100,
+    newest_first: bool = False,
 ) -> list[Action]:
     """Return up to `limit` actions, by id, of a run, a user or a status, or of all of them;
-    `after_id` pages on."""
+    `after_id` pages on. With `newest_first`, ids go down and `after_id` pages towards older ones."""
     where, parameters = [], []
-    filters = (("a.run_id = ?", run_id), ("a.user_id = ?", user_id), ("a.status = ?", status), ("a.id > ?", after_id))
+    paging = "a.id < ?" if newest_first else "a.id > ?"
+    filters = (("a.run_id = ?", run_id), ("a.user_id = ?", user_id), ("a.status = ?", status), (paging, after_id))
     for clause, value in filters:
         if value is not None:
             where.append(clause)
             parameters.append(value)
     condition = f"WHERE {' AND '.join(where)}" if where else ""
     return [_action(row) for row in db.conn.execute(
-        f"SELECT {_ACTION_COLUMNS} FROM {_ACTION_FROM} {condition} ORDER BY a.id LIMIT ?", (*parameters, limit))]
+        f"SELECT {_ACTION_COLUMNS} FROM {_ACTION_FROM} {condition} ORDER BY a.id {'DESC' if newest_first else 'ASC'}"
+        " LIMIT ?", (*parameters, limit))]
 
 
 def list_attempts(db: sqlite_utils.Database, action_id: int) -> list[Attempt]:

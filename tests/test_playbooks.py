@@ -525,3 +525,25 @@ def test_info_masks_destination_secrets(tmp_path, monkeypatch):
     assert "br****56 (from environment variable TEST_BRAZE_KEY)" in result.output
     assert "https://hooks.slack.com/****" in result.output
     assert "destination    demo: demo" in result.output
+
+
+def test_list_actions_newest_first_pages_down(cache):
+    from store.runs import list_actions
+
+    cache.conn.executescript(
+        "INSERT INTO runs (id, playbook, segment, operator, target_kind, target_id, created_at, dry_run,"
+        " targeted, held_out, excluded_cooldown, excluded_rule, queued)"
+        " VALUES (1, 'p', 'New', 'op', 'user', 'u', 0, 0, 1, 0, 0, 0, 1);"
+    )
+    for index in range(1, 6):
+        cache.conn.execute(
+            "INSERT INTO actions (id, run_id, playbook, user_id, step, channel, destination, content,"
+            " idempotency_key, held_out, status, created_at, due_at)"
+            " VALUES (?, 1, 'p', 'u', 0, 'email', 'demo', 'c', ?, 0, 'queued', ?, ?)",
+            (index, f"key-{index}", index, index),
+        )
+    newest = list_actions(cache, user_id="u", limit=2, newest_first=True)
+    assert [action.id for action in newest] == [5, 4]
+    older = list_actions(cache, user_id="u", limit=2, newest_first=True, after_id=4)
+    assert [action.id for action in older] == [3, 2]
+    assert [action.id for action in list_actions(cache, user_id="u", limit=2)] == [1, 2]

@@ -138,7 +138,7 @@ class UserScreen(ConsoleScreen):
         connection = self.app.db.conn
         self._show_transitions(user_transitions(connection, self.user_id))
         self._show_events(user_events(connection, self.user_id, limit=EVENT_LIMIT))
-        self._show_actions(list_actions(self.app.db, user_id=self.user_id, limit=ACTION_LIMIT))
+        self._show_actions(list_actions(self.app.db, user_id=self.user_id, limit=ACTION_LIMIT, newest_first=True))
 
     def _add_columns(self) -> None:
         for table_id, columns in (
@@ -217,7 +217,7 @@ class UserScreen(ConsoleScreen):
     def _show_actions(self, actions: list) -> None:
         table = self.query_one("#user-actions", DataTable)
         pane = self.query_one("#user-actions-pane")
-        more = f", the first {ACTION_LIMIT}" if len(actions) >= ACTION_LIMIT else ""
+        more = f", the latest {ACTION_LIMIT}" if len(actions) >= ACTION_LIMIT else ""
         pane.border_title = f"Actions received ({len(actions):,}{more})"
         with keep_cursor(table):
             # The newest run first, like the events, and each run's steps in order.
