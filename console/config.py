@@ -78,6 +78,8 @@ class Config:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     # The [reporting] table and the playbooks' `outcome` keys.
     reporting: ReportSettings = field(default_factory=ReportSettings)
+    # Console key changes: binding id -> keys, such as {"dashboard.health": "H"}.
+    keymap: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
 
@@ -192,6 +194,13 @@ def default_toml() -> str:
         lines.append(f"[plans.{name}]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in plan.limits.items()]
     lines += reporting_toml() + _destinations_toml() + _playbooks_toml()
+    lines += [
+        "",
+        "# Console keys, by binding id (F1 in the console lists each screen's ids), for example:",
+        '# "dashboard.health" = "H"',
+        '# "screen.export" = "ctrl+e"',
+        "[keymap]",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -273,7 +282,7 @@ def load_config(path: Path | None) -> Config:
 def parse_config(data: dict, origin: str) -> Config:
     """Build a `Config` from parsed TOML. Raises `ConfigError` for unknown keys and wrong types."""
     _check_keys(data, {"source", "ingest", "operator", "taxonomy", "thresholds", "plans", "dispatch",
-                       "destinations", "playbooks", "reporting"}, "", origin)
+                       "destinations", "playbooks", "reporting", "keymap"}, "", origin)
     source = _table(data, "source", origin)
     _check_keys(source, {"url", "write_key", "sync_interval_seconds", "stale_after_seconds", "backfill_days"},
                 "source.", origin)
@@ -320,6 +329,11 @@ def parse_config(data: dict, origin: str) -> Config:
     backfill_days = source.get("backfill_days", 90)
     if isinstance(backfill_days, bool) or not isinstance(backfill_days, int) or not 0 <= backfill_days <= 3660:
         raise ConfigError(f"{origin}: source.backfill_days must be a whole number from 0 to 3660, got {backfill_days!r}")
+    keymap = _table(data, "keymap", origin)
+    for binding_id, keys in keymap.items():
+        if not isinstance(keys, str) or not keys.strip():
+            raise ConfigError(f"{origin}: keymap.{binding_id} must be a key name such as \"H\" or "
+                              f"\"ctrl+h\" (several separated by commas), got {keys!r}")
     url = _string(source, "url", "source.", origin)
     write_key = os.environ.get(WRITE_KEY_ENV) or _string(source, "write_key", "source.", origin)
     return Config(
@@ -335,6 +349,7 @@ def parse_config(data: dict, origin: str) -> Config:
         destinations=destinations,
         dispatch=dispatch,
         reporting=reporting,
+        keymap=dict(keymap),
     )
 
 

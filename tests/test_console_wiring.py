@@ -63,3 +63,27 @@ def test_account_timeline_fixture_enters(tmp_path):
         assert "beta" in refresh(db, Settings(), T).members[seg.EXPANSION_READY]
     finally:
         db.conn.close()
+
+
+async def test_keymap_from_configuration(tmp_path):
+    path = tmp_path / "cache.db"
+    make_cache(path, company())
+    app = make_app(path, keymap={"dashboard.health": "H"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("h")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("H")
+        await settle(pilot)
+        assert isinstance(app.screen, HealthScreen)
+
+
+def test_keymap_value_is_checked():
+    import pytest
+
+    from console.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="keymap.dashboard.health"):
+        parse_config({"keymap": {"dashboard.health": 3}}, "test.toml")
+    assert parse_config({"keymap": {"dashboard.health": "H"}}, "test.toml").keymap == {"dashboard.health": "H"}

@@ -297,6 +297,8 @@ class SegopsApp(App[None]):
         return DashboardScreen()
 
     def on_mount(self) -> None:
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
         if self.config.source_url is not None:
             self.start_sync()
         if not self.config.read_only:
