@@ -43,13 +43,13 @@ def _open(globals_: Globals):
         _fail(str(error))
 
 
-def _as_of(value: str | None) -> int:
+def _as_of(value: str | None, option: str = "--as-of") -> int:
     if value is None:
         return now_ms()
     try:
         return parse_time_ms(value)
     except TimeParseError as error:
-        raise click.BadParameter(f"{error}; use ISO-8601 such as 2026-06-01T00:00:00Z", param_hint="--as-of")
+        raise click.BadParameter(f"{error}; use ISO-8601 such as 2026-06-01T00:00:00Z", param_hint=option)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,6 +222,7 @@ def _backfill(db, settings, days: int) -> None:
         if sys.stderr.isatty():
             click.echo(f"\rbackfilling daily snapshots: {done}/{total} days", err=True, nl=False)
 
+    click.echo(f"computing daily snapshots of the last {days} days from the cache for the trends...", err=True)
     evaluated = backfill(db, settings, days, progress=show)
     if sys.stderr.isatty() and evaluated:
         click.echo("", err=True)
@@ -338,7 +339,8 @@ def segments(globals_: Globals, as_json: bool, as_of: str | None) -> None:
         click.echo(f"\n{kind}")
         for row in rows:
             if row["kind"] == kind:
-                click.echo(f"  {row['name']:<26} {row['population']:>9}  {row['entity']}s")
+                entity = row["entity"] if row["population"] == 1 else row["entity"] + "s"
+                click.echo(f"  {row['name']:<26} {row['population']:>9}  {entity}")
 
 
 @main.command()
@@ -367,7 +369,8 @@ def members(globals_: Globals, segment: str, as_json: bool, as_of: str | None, l
     if as_json:
         click.echo(json.dumps([_member_record(evaluation, definition, entity_id) for entity_id in shown], indent=2))
         return
-    click.echo(f"{definition.name}: {len(ids)} {definition.entity}s at {format_ms(t)}")
+    entity = definition.entity if len(ids) == 1 else definition.entity + "s"
+    click.echo(f"{definition.name}: {len(ids)} {entity} at {format_ms(t)}")
     for entity_id in shown:
         click.echo(f"  {entity_id}")
     if len(shown) < len(ids):
@@ -437,7 +440,7 @@ def transitions(globals_: Globals, segment: str | None, since: str | None, limit
     """List entries into and exits from segments, newest first, with the condition behind each."""
     from store.settings import DAY_MS
 
-    since_ms = _as_of(since) if since else now_ms() - 7 * DAY_MS
+    since_ms = _as_of(since, "--since") if since else now_ms() - 7 * DAY_MS
     where, parameters = ["at >= ?"], [since_ms]
     if segment:
         definition = seg.find_segment(segment)
@@ -568,6 +571,9 @@ def quarantine(globals_: Globals, reason: str | None, limit: int, as_json: bool)
     """List quarantined messages with their reason and where they came from."""
     from store.queries import quarantine_counts
 
+    if reason is not None and reason not in REASONS:
+        raise click.BadParameter(f"unknown reason {reason!r}; reasons: {', '.join(sorted(REASONS))}",
+                                 param_hint="--reason")
     db = _open(globals_)
     where, parameters = ("WHERE reason = ?", (reason, limit)) if reason else ("", (limit,))
     rows = db.conn.execute(

@@ -41,6 +41,10 @@ def setup_logging() -> Path | None:
     Returns None when the state directory cannot be written: logging is then off, never a crash.
     """
     path = log_path()
+    for existing in logging.getLogger("segops").handlers:
+        # A second call (such as a test invoking several commands) must not log every line twice.
+        if isinstance(existing, logging.FileHandler) and existing.baseFilename == str(path.resolve()):
+            return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")

