@@ -9,6 +9,7 @@ import threading
 import click
 
 from console.commands import COMMANDS
+from console.playbooks.catalog import delay_words
 
 
 @click.command(name="playbooks")
@@ -27,11 +28,13 @@ def playbooks_command(globals_, as_json: bool) -> None:
                    f"cooldown {record['cooldown_days']} days{automatic}")
         if record["exclude_segments"]:
             click.echo(f"  excludes {', '.join(record['exclude_segments'])}")
+        if record["description"]:
+            click.echo(f"  {record['description']}")
         if record["tone"]:
             click.echo(f"  tone: {record['tone']}")
-        for index, step in enumerate(record["steps"]):
-            delay = f" after {step['delay_minutes']} min" if step["delay_minutes"] else ""
-            click.echo(f"  step {index}: {step['channel']} {step['content']} via {step['destination']}{delay}")
+        for index, step in enumerate(record["steps"], 1):
+            click.echo(f"  step {index}: {step['channel']} {step['content']} via {step['destination']}, "
+                       f"{delay_words(step['delay_minutes'])}")
 
 
 def _playbook_record(playbook) -> dict:
@@ -123,7 +126,8 @@ def trigger(globals_, playbook_id: str, user_id: str | None, account_id: str | N
     what = "dry run" if run.dry_run else "run"
     click.echo(f"{what} {run.id}: {playbook.id} on {run.target_kind} {run.target_id} by {run.operator}")
     click.echo(f"  targeted {counts.targeted}, held out {counts.held_out}, excluded {record['excluded']} "
-               f"(cooldown {counts.excluded_cooldown}, rule {counts.excluded_rule}), queued {counts.queued}")
+               f"(cooldown {counts.excluded_cooldown}, rule {counts.excluded_rule}), "
+               + (f"would queue {counts.queued} (dry run: nothing queued)" if run.dry_run else f"queued {counts.queued}"))
     if not run.dry_run and counts.queued:
         click.echo(f"  {record['actions_queued']} actions in the outbox; `segops dispatch --once` sends the due ones")
 

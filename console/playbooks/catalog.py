@@ -16,6 +16,20 @@ from dataclasses import dataclass, field
 from console.playbooks.defaults import DEFAULT_DESTINATIONS, DEFAULT_PLAYBOOKS
 from store import segments as seg
 
+
+def delay_words(minutes: int) -> str:
+    """Say when a step goes out after the trigger: "at once", "after 2 days", "after 1 day 3 h"."""
+    if minutes <= 0:
+        return "at once"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days:,} day" if days == 1 else f"{days:,} days"] if days else []
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes:
+        parts.append(f"{minutes} min")
+    return "after " + " ".join(parts)
+
 CHANNELS = ("email", "in_app", "cs_task")
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 

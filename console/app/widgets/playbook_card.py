@@ -7,23 +7,9 @@ from collections.abc import Mapping
 from rich.text import Text
 
 from console.app.widgets.text import count, plain
-from console.playbooks.catalog import Destination, Playbook
+from console.playbooks.catalog import Destination, Playbook, delay_words
 
 CHANNEL_NAMES = {"email": "email", "in_app": "in-app message", "cs_task": "CS task"}
-
-
-def delay_words(minutes: int) -> str:
-    """Say when a step goes out after the trigger: "at once", "after 2 days", "after 1 day 3 h"."""
-    if minutes <= 0:
-        return "at once"
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [count(days, "day")] if days else []
-    if hours:
-        parts.append(f"{hours} h")
-    if minutes:
-        parts.append(f"{minutes} min")
-    return "after " + " ".join(parts)
 
 
 def playbook_card(playbook: Playbook, destinations: Mapping[str, Destination]) -> Text:
