@@ -21,7 +21,7 @@ _VISIBLE_JOINED = "m.event_time <= :t AND (m.linked_at IS NULL OR m.linked_at <=
 
 @dataclass(slots=True)
 class UserFacts:
-    """What the segment rules read about one user at T."""
+    """The facts the segment rules read about one user at T."""
 
     user_id: str
     first_seen_at: int
@@ -43,8 +43,8 @@ class UserFacts:
     name: str | None = None
     team: str | None = None
     account_id: str | None = None
-    # The earliest event inside each window, whose exit from the window is the next change of a
-    # windowed count; and the first message after T (a future-dated event or link).
+    # The earliest event inside each window: its exit from the window is the next change of a
+    # windowed count. Then the first message after T, a future-dated event or link.
     first_active_in_window: int | None = None
     first_recent_active: int | None = None
     first_previous_active: int | None = None
@@ -61,7 +61,7 @@ class UserFacts:
 
 @dataclass(slots=True)
 class AccountFacts:
-    """What the Account Expansion Ready rule reads about one account at T."""
+    """The facts the Account Expansion Ready rule reads about one account at T."""
 
     account_id: str
     name: str | None = None

@@ -23,7 +23,9 @@ def delay_words(minutes: int) -> str:
         return "at once"
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
-    parts = [f"{days:,} day" if days == 1 else f"{days:,} days"] if days else []
+    parts = []
+    if days:
+        parts.append(f"{days:,} day" if days == 1 else f"{days:,} days")
     if hours:
         parts.append(f"{hours} h")
     if minutes:
