@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from console import paths
-from console.config import Config, ConfigError, default_toml, load_config
+from console.config import WRITE_KEY_ENV, Config, ConfigError, default_toml, load_config
 from console.sources import SourceError
 from store import segments as seg
 from store.db import CacheError, open_cache
@@ -193,7 +193,10 @@ def sync(globals_: Globals, source_url: str | None, write_key: str | None, mode:
                                    stale_after_ms=int(globals_.config.stale_after * 1000),
                                    after_evaluation=queue)
             except SourceError as error:
-                _fail(f"sync failed: {error}")
+                hint = ""
+                if not write_key and getattr(error, "retryable", True) is False and "write key" in str(error):
+                    hint = f"; no write key was given: pass --write-key or set {WRITE_KEY_ENV}"
+                _fail(f"sync failed: {error}{hint}")
             if sys.stderr.isatty():
                 click.echo("", err=True)
             _print_sync(report)

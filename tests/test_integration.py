@@ -98,3 +98,14 @@ def test_unreachable_source(cache):
     with HttpSource("http://127.0.0.1:9", WRITE_KEY, timeout=2) as source, pytest.raises(SourceTimeout):
         sync_once(cache, source, Settings())
     assert "127.0.0.1:9" in cache_status(cache.conn).sources[0].last_error
+
+
+def test_sync_without_write_key_says_so(cdp, tmp_path):
+    from click.testing import CliRunner
+
+    from console.cli import main
+
+    result = CliRunner(env={"SEGOPS_WRITE_KEY": ""}).invoke(
+        main, ["--cache", str(tmp_path / "c.db"), "sync", "--source", cdp.url, "--once"])
+    assert result.exit_code == 1
+    assert "no write key was given" in result.output
