@@ -1,7 +1,7 @@
 """Benchmark of the segment engine: a full evaluation of N users and an incremental pass.
 
 Generates a cache of `--users` users (default 1,000,000) with realistic event histories over 180
-days (about 10 messages per user: signups, activation or not, core features, pages, NPS answers,
+days (about 10 messages per user: signups, activation or not, core features, pages, NPS responses,
 referrals, churn signals, cancellations, group calls), through the real ingest. Then measures:
 
 - a full evaluation at T (`refresh`), with the peak memory of the process;

@@ -145,8 +145,8 @@ def follow(
 ) -> None:
     """Sync, wait `interval` seconds, and repeat until `stop` is set.
 
-    After a failure the next attempt waits a jittered, growing delay (or the `Retry-After` a 429
-    asked for) instead of the interval; `on_error` gets the error and that delay. A non-retryable
+    After a failure the next attempt waits a jittered, growing delay, or the `Retry-After` of a 429,
+    instead of the interval. `on_error` receives the error and that delay. A non-retryable
     error (a rejected write key, no feed at the URL) still retries, but at the capped delay, so a
     fixed configuration resumes without a restart. After the first sync of a cache, the last
     `backfill_days` days of daily snapshots are computed.

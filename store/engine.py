@@ -170,6 +170,7 @@ def signals(user: UserFacts, context: Context) -> Signals:
     previous = user.previous_active_days
     nps_at = user.nps_at
     nps = user.nps_score
+
     if last is None:
         churn_idle = signup is not None and signup <= t - thresholds.churn_idle_days * day
     else:
@@ -178,6 +179,7 @@ def signals(user: UserFacts, context: Context) -> Signals:
                and nps <= thresholds.at_risk_nps_max)
     high_nps = (nps_at is not None and nps_at > t - thresholds.champion_nps_window_days * day
                 and nps >= thresholds.champion_nps_min)
+
     return Signals(
         cancelled=user.cancelled_at is not None,
         signed_up=signup is not None,

@@ -64,9 +64,10 @@ def ingest_batch(
 ) -> IngestResult:
     """Store one batch of `(location, value)` items from `source` in a single transaction.
 
-    Valid messages are stored once by messageId; a messageId already cached is counted as a
-    duplicate, and kept in `duplicate_conflicts` when its payload differs (the first payload stays
-    authoritative, as in Segment's own dedupe). Invalid ones go to the quarantine with a reason.
+    Valid messages are stored once by messageId. A messageId already cached is counted as a
+    duplicate, and also kept in `duplicate_conflicts` when its payload differs, because the first
+    payload stays authoritative as in Segment's own dedupe. Invalid messages go to the quarantine
+    with a reason.
     When `cursor` is given, the source's cursor is committed in the same transaction, so a crash
     never separates the messages from the cursor that covers them.
 

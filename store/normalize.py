@@ -59,7 +59,7 @@ class Normalized:
     time_field: str
     team_id: str | None
     payload: str
-    # The message as received; `fingerprint(value)` tells a redelivery from a reused messageId.
+    # The message as received. `fingerprint(value)` separates a redelivery from a reused messageId.
     value: dict
     user_traits: dict | None
     account_traits: dict | None

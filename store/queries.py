@@ -68,7 +68,7 @@ class SourceStatus:
 
 @dataclass
 class CacheStatus:
-    """What the dashboard's status line shows."""
+    """The counts and freshness on the dashboard's status line."""
 
     messages: int
     quarantined: int

@@ -1,4 +1,4 @@
-"""What a source hands to the ingest besides parsed JSON."""
+"""The values a source passes to the ingest besides parsed JSON."""
 
 from __future__ import annotations
 

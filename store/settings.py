@@ -1,7 +1,7 @@
 """Segment definitions' settings: the event taxonomy, the plans and every threshold.
 
 The defaults here are the built-in configuration. `console.config` reads a TOML file over them;
-`store` only ever sees the resulting `Settings` object.
+`store` only receives the resulting `Settings` object.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _default_plans() -> dict[str, Plan]:
 
 @dataclass(frozen=True)
 class Taxonomy:
-    """Which event names and traits play which role in the segment rules. Event names match exactly."""
+    """The event names and traits behind each role in the segment rules. Event names match exactly."""
 
     signup_events: tuple[str, ...] = ("Signed Up",)
     signup_traits: tuple[str, ...] = ("createdAt", "created_at")

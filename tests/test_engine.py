@@ -435,9 +435,9 @@ def test_every_verdict_agrees_with_its_conditions(cache, messages):
 
 
 def test_near_misses(cache, messages):
-    # Two core features and active: one more feature and the user leaves Below-Threshold Usage,
-    # which as an all-of rule shows as no near miss for a member; the user is one condition from
-    # entering Activated-Not-Retained (only the idle condition fails).
+    # An active, activated user with one core feature. Only the idle condition keeps the user out of
+    # Activated-Not-Retained, a near miss. Below-Threshold Usage is an all-of rule the user is a
+    # member of, and a member of an all-of rule has no near miss.
     messages.track("u", "Project Created", T - days(3))
     messages.track("u", "Task Created", T - days(2))
     messages.ingest(cache)

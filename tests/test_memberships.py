@@ -55,7 +55,7 @@ def test_backfill_writes_daily_snapshots(cache, messages):
     today = T - T % DAY_MS
     assert [taken_at for taken_at, _ in rows] == [today - offset * DAY_MS - 1 for offset in range(4, -1, -1)]
     # u(k) signed up k days before T, at 12:00. The end of the day k days before today holds the
-    # users u(k)..u(9), since u(k-1) signed up at noon the next day.
+    # users u(k)..u(9), because u(k-1) signed up at noon the next day.
     assert [population for _, population in rows] == [5, 6, 7, 8, 9]
     assert backfill(cache, Settings(), 5, now=T) == 0
 

@@ -549,7 +549,7 @@ class SegopsApp(App[None]):
         """Queue the runs of automatic playbooks for the entries of this sync's evaluation. Runs on
         the sync worker's thread, with its connection."""
         if previous_evaluated_at is None:
-            return  # A first evaluation finds members, and nobody entered.
+            return  # A first evaluation finds its members: no entry to react to.
         created = queue_entries(db, self.config, previous_evaluated_at, stale=report.stale, now=self.clock())
         if created:
             self.post_message(AutomaticRunsQueued(created))

@@ -204,7 +204,7 @@ class _FastRandom(random.Random):
         return seq[int(self.random() * len(seq))]
 
 
-# The most messages one live batch carries (plus a signup's messages now and then).
+# The maximum number of messages in one live batch, besides a new signup's messages now and then.
 LIVE_BATCH_MAX = 6
 
 

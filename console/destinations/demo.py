@@ -2,7 +2,7 @@
 
 The demo CDP drops a repeated idempotency key (returning `{"duplicate": true}`), simulates how
 users respond, and feeds the responses back through its pull feed. It is the only destination
-that is told about held-out users (`held_out: true`), so it can simulate their baseline.
+that receives notices of held-out users (`held_out: true`), so it can simulate their baseline.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class FlowScreen(ConsoleScreen):
         matrix.loading = False
         self._fill(matrix, computed[1])
         self._show_header(computed)
-        # A loading widget counts as disabled, so its keys were inactive, and the Footer must be told they are back.
+        # A loading widget counts as disabled, so its keys were inactive: refresh the Footer's bindings.
         self.refresh_bindings()
 
     @work(thread=True, group="flow", exit_on_error=False, name="lifecycle flow")

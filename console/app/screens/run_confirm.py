@@ -221,7 +221,7 @@ class RunConfirmScreen(ModalScreen[Run | None]):
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         if not self._writing:
-            # Focus starts on Cancel, so an Enter meant as "confirm" lands here: say what happened.
+            # Focus starts on Cancel, so an Enter meant as "confirm" lands here. The notice explains it.
             self.app.notify("Cancelled: nothing was queued. Tab to Confirm, or d for a dry run.",
                             title="Playbook run")
             self.dismiss(None)
